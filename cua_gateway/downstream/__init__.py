@@ -1,0 +1,1 @@
+"""Live connections to MCP servers: replicas, health, restarts, and routing between them."""

@@ -1,0 +1,1 @@
+"""What clients connect to: the HTTP application and its transports."""

@@ -1,0 +1,1 @@
+"""MCP-level middleware between the front and the downstream servers: policy, limits, caching."""

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The README's test command: set the machine up, then format check, lint, types, and every test.
+#   bash scripts/test.sh [pytest args...]
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+
+bash scripts/setup.sh
+export PATH="$ROOT/.venv/bin:$PATH"
+
+echo "== ruff format --check" >&2
+ruff format --check cua_gateway tests
+echo "== ruff check" >&2
+ruff check cua_gateway tests
+echo "== mypy --strict" >&2
+mypy
+echo "== pytest" >&2
+# pytest exits 5 when it collects nothing: that is a failure here too.
+exec pytest "$@"
