@@ -44,6 +44,7 @@ cleanup() {
     rm -rf --one-file-system "$ROOTDIR"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 ROOTDIR=$(mktemp -d /var/tmp/cua-base-rootfs.XXXXXX)
 
 start=$(date +%s)

@@ -98,8 +98,8 @@ pid_is() { # pid_is PID NAME: the process exists and its argv[0] basename is NAM
 }
 
 wait_docker() { # wait_docker PID: up to 60 s for the daemon to answer
-    local pid=$1 i
-    for i in $(seq 1 60); do
+    local pid=$1
+    for _ in $(seq 1 60); do
         docker_ok && return 0
         if [ -n "$pid" ] && ! pid_alive "$pid"; then
             printf 'setup: ERROR: dockerd (pid %s) exited; last lines of %s:\n' "$pid" "$DOCKERD_LOG" >&2
@@ -108,7 +108,7 @@ wait_docker() { # wait_docker PID: up to 60 s for the daemon to answer
         fi
         sleep 1
     done
-    printf 'setup: ERROR: Docker daemon did not answer `docker info` within 60 s; last lines of %s:\n' "$DOCKERD_LOG" >&2
+    printf 'setup: ERROR: Docker daemon did not answer docker info within 60 s; last lines of %s:\n' "$DOCKERD_LOG" >&2
     tail -n 20 "$DOCKERD_LOG" >&2 || true
     exit 1
 }
@@ -154,7 +154,7 @@ fi
 [ -f "$ROOT/pyproject.toml" ] || die "$ROOT/pyproject.toml not found"
 if [ ! -e "$STAMP" ] || [ "$ROOT/pyproject.toml" -nt "$STAMP" ]; then
     log "installing project into .venv (pip install -e .[dev])"
-    "$VENV/bin/pip" install -q --disable-pip-version-check -e "$ROOT[dev]"
+    "$VENV/bin/pip" install -q --disable-pip-version-check -e "${ROOT}[dev]"
     touch "$STAMP"
 fi
 
