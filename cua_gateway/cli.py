@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,7 +18,10 @@ from cua_gateway.config.quantities import format_bytes
 from cua_gateway.config.schema import json_schema
 from cua_gateway.config.server import ServerConfig
 from cua_gateway.errors import ConfigError, ConfigFileError, GatewayError
+from cua_gateway.front.status import fetch_status, status_table
 from cua_gateway.gateway import serve_http
+from cua_gateway.runtime.docker import owner_id
+from cua_gateway.runtime.registry import Runtimes
 
 EXIT_OK = 0
 EXIT_FAILURE = 1  # the gateway started but failed while running
@@ -52,6 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "check":
         print(server_table(loaded))
         return EXIT_OK
+    if args.command == "ls":
+        return _ls(loaded, args)
     return _run(loaded, args)
 
 
@@ -63,6 +69,9 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="validate the configuration and list its servers")
     check.add_argument("-c", "--config", help=config_help)
     commands.add_parser("schema", help="print the JSON Schema of gateway.yml")
+    ls = commands.add_parser("ls", help="show the servers and replicas of a running gateway")
+    ls.add_argument("-c", "--config", help=config_help)
+    ls.add_argument("--url", help="the gateway's address (default: from the configuration)")
     run = commands.add_parser("run", help="run the gateway")
     run.add_argument("-c", "--config", help=config_help)
     run.add_argument("--transport", choices=("stdio", "http"), default="http")
@@ -126,6 +135,18 @@ def _limits(server: ServerConfig) -> str:
     return ", ".join(p for p in parts if p) or "none"
 
 
+def _ls(loaded: LoadedConfig, args: argparse.Namespace) -> int:
+    gateway = loaded.config.gateway
+    base = args.url or f"http://{gateway.host}:{gateway.port}"
+    try:
+        status = fetch_status(base.rstrip("/") + "/readyz")
+    except OSError as e:
+        print(f"cua-gateway: no gateway answers at {base}: {e}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    print(status_table(status))
+    return EXIT_OK
+
+
 def _run(loaded: LoadedConfig, args: argparse.Namespace) -> int:
     monitoring = loaded.config.monitoring
     logs.configure(monitoring.log_level, monitoring.log_format)
@@ -134,8 +155,9 @@ def _run(loaded: LoadedConfig, args: argparse.Namespace) -> int:
         return EXIT_UNAVAILABLE
     host = args.host or loaded.config.gateway.host
     port = args.port or loaded.config.gateway.port
+    runtimes = Runtimes(loaded.config.gateway.name, uuid.uuid4().hex, owner_id(), os.environ)
     try:
-        anyio.run(serve_http, loaded, host, port)
+        anyio.run(serve_http, loaded, runtimes, host, port)
     except GatewayError as e:
         print(f"cua-gateway: {e}", file=sys.stderr)
         return EXIT_FAILURE

@@ -163,3 +163,6 @@ if ! docker image inspect "$IMAGE" >/dev/null 2>&1; then
     log "base image $IMAGE missing; building it"
     CUA_BASE_IMAGE=$IMAGE bash "$ROOT/scripts/build-base-image.sh"
 fi
+
+# --- 5. wheels for offline test-image builds (tests/servers/testserver) ------
+bash "$ROOT/scripts/fetch-wheels.sh" "$ROOT/.cua/wheels"

@@ -31,7 +31,13 @@ class GatewaySection(StrictModel):
     health_check_interval: Annotated[Duration, Field(gt=0)] = 30.0
     max_concurrent_connections: Annotated[int, Field(ge=1)] = 100
     shutdown_timeout: Annotated[Duration, Field(gt=0)] = 10.0
+    state_dir: str = Field(default="./.cua/state", validate_default=True)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
+
+    @field_validator("state_dir")
+    @classmethod
+    def _state_relative_to_file(cls, value: str, info: ValidationInfo) -> str:
+        return str(resolve_path(value, info))
 
     @field_validator("version", mode="before")
     @classmethod
@@ -162,7 +168,7 @@ class MonitoringConfig(StrictModel):
 class GatewayConfig(StrictModel):
     """The root of gateway.yml."""
 
-    gateway: GatewaySection = Field(default_factory=GatewaySection)
+    gateway: GatewaySection = Field(default_factory=dict, validate_default=True)
     servers: dict[Name, ServerConfig] = Field(default_factory=dict)
     cache: CacheConfig = Field(default_factory=CacheConfig)
     memory: MemoryConfig = Field(default_factory=dict, validate_default=True)

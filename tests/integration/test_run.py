@@ -65,7 +65,7 @@ def test_run_serves_health_and_readiness_then_stops_on_sigterm(tmp_path: Path) -
         servers = body["servers"]
         assert isinstance(servers, dict)
         assert servers["gh"]["state"] == "disabled"
-        assert "GITHUB_PERSONAL_ACCESS_TOKEN" in servers["gh"]["reason"]
+        assert "GITHUB_PERSONAL_ACCESS_TOKEN" in servers["gh"]["error"]
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=15) == 0
     finally:

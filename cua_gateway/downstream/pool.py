@@ -1,0 +1,198 @@
+"""All replicas of one server: prepare once, run them, route each call to a healthy one.
+
+Calls that are safe to repeat (reads, and tools annotated `readOnlyHint`/`idempotentHint` or listed
+in `idempotent_tools`) are retried on another replica when a replica is lost or times out; no other
+call is ever sent twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import anyio
+from pydantic import SecretStr
+
+from cua_gateway.config.models import RoutingConfig
+from cua_gateway.config.server import ServerConfig
+from cua_gateway.downstream.catalog import CatalogStore
+from cua_gateway.downstream.circuit import CircuitBreaker
+from cua_gateway.downstream.replica import Replica, ReplicaState
+from cua_gateway.downstream.routing import ROUTERS
+from cua_gateway.downstream.session import DownstreamSession, ProgressFn
+from cua_gateway.errors import CallTimeout, GatewayError, ReplicaLost, Unavailable
+from cua_gateway.runtime.base import ReplicaSpec, Runtime
+
+logger = logging.getLogger(__name__)
+
+CATALOG_TIMEOUT = 30.0  # seconds for a replica to list its tools when it becomes healthy
+SAFE_METHODS = frozenset(
+    {"ping", "tools/list", "resources/list", "resources/templates/list", "resources/read"}
+    | {"prompts/list", "prompts/get", "completion/complete"}
+)
+_RETRYABLE = (ReplicaLost, CallTimeout, Unavailable)
+
+
+class ServerPool:
+    def __init__(
+        self,
+        gateway: str,
+        name: str,
+        config: ServerConfig,
+        secrets: Mapping[str, SecretStr],
+        runtime: Runtime,
+        *,
+        routing: RoutingConfig,
+        health_interval: float,
+        catalog: CatalogStore,
+    ) -> None:
+        self.name = name
+        self.config = config
+        self.state = "preparing"
+        self.error: str | None = None
+        self._prepared = anyio.Event()
+        self._runtime = runtime
+        self._catalog = catalog
+        self._router = ROUTERS[routing.strategy]()
+        self.timeout = config.timeout or routing.timeout
+        self._retries = routing.retries if config.retries is None else config.retries
+        restart = config.restart
+        self._circuit = CircuitBreaker(restart.circuit_failures, restart.circuit_reset)
+        self.replicas = [
+            Replica(
+                ReplicaSpec(gateway, name, index, config, secrets),
+                runtime,
+                health_interval=health_interval,
+                on_healthy=self._replica_healthy,
+            )
+            for index in range(config.replicas)
+        ]
+        cached = catalog.load(name)
+        self.tools: list[dict[str, Any]] = cached or []
+        self.tools_live = False
+        self._tools_seen = cached is not None
+
+    @property
+    def ready(self) -> bool:
+        return any(r.routable for r in self.replicas)
+
+    async def run(self) -> None:
+        """Prepare (build the image if needed), then run every replica until cancelled."""
+        try:
+            await self._runtime.prepare(self.replicas[0].spec)
+        except GatewayError as e:
+            self.state, self.error = "failed", str(e)
+            logger.error("server %s cannot start: %s", self.name, e, extra={"server": self.name})  # noqa: TRY400
+            return
+        finally:
+            self._prepared.set()
+        self.state = "running"
+        async with anyio.create_task_group() as tasks:
+            for replica in self.replicas:
+                tasks.start_soon(replica.run)
+
+    async def _replica_healthy(self, replica: Replica, session: DownstreamSession) -> None:
+        if self.tools_live:
+            return
+        tools = await session.list_tools(CATALOG_TIMEOUT)
+        self.tools, self.tools_live, self._tools_seen = tools, True, True
+        self._catalog.save(self.name, tools)
+
+    def is_safe(self, method: str, params: Mapping[str, Any] | None) -> bool:
+        """Whether repeating this request cannot do harm."""
+        if method in SAFE_METHODS:
+            return True
+        if method != "tools/call" or not params:
+            return False
+        tool = params.get("name")
+        if tool in self.config.idempotent_tools:
+            return True
+        for known in self.tools:
+            if known.get("name") == tool:
+                hints = known.get("annotations") or {}
+                return bool(hints.get("readOnlyHint") or hints.get("idempotentHint"))
+        return False
+
+    async def request(
+        self,
+        method: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        timeout: float | None = None,
+        on_progress: ProgressFn | None = None,
+    ) -> dict[str, Any]:
+        """Send one request to a healthy replica, waiting (within the timeout) for one if needed."""
+        budget = timeout or self.timeout
+        attempts = 1 + (self._retries if self.is_safe(method, params) else 0)
+        deadline = anyio.current_time() + budget
+        for attempt in range(attempts):
+            if not self._circuit.allows():
+                retry_in = self._circuit.retry_in
+                raise Unavailable(
+                    self.name, f"circuit open after failures; retry in {retry_in:.0f}s"
+                )
+            with anyio.move_on_after(deadline - anyio.current_time()):
+                replica = await self._choose()
+            remaining = deadline - anyio.current_time()
+            if remaining <= 0:
+                raise Unavailable(
+                    self.name, f"no healthy replica within {budget:g}s: {self._last_error()}"
+                )
+            try:
+                result = await replica.request(
+                    method, params, timeout=remaining, on_progress=on_progress
+                )
+            except _RETRYABLE as e:
+                self._circuit.failure()
+                if attempt + 1 < attempts and deadline > anyio.current_time():
+                    logger.warning("retrying %s on another replica: %s", method, e)
+                    continue
+                raise
+            self._circuit.success()
+            return result
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _choose(self) -> Replica:
+        while True:
+            changes = [r.next_change() for r in self.replicas]
+            if not self._prepared.is_set():
+                changes.append(self._prepared)
+            healthy = [r for r in self.replicas if r.routable]
+            if healthy:
+                chosen: Replica = self._router.pick(healthy)
+                return chosen
+            if self.state == "failed" or all(
+                r.state in (ReplicaState.FAILED, ReplicaState.STOPPED) for r in self.replicas
+            ):
+                raise Unavailable(self.name, self.error or self._last_error())
+            await any_change(changes)
+
+    def _last_error(self) -> str:
+        errors = [r.last_error for r in self.replicas if r.last_error]
+        return errors[-1] if errors else "no replica is running"
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "state": self.state
+            if self.state != "running"
+            else ("ready" if self.ready else "starting"),
+            "ready": self.ready,
+            "runtime": self.config.runtime,
+            "error": self.error,
+            "tools": len(self.tools) if self._tools_seen else None,
+            "tools_source": "live" if self.tools_live else ("cache" if self._tools_seen else None),
+            "replicas": [r.status().as_dict() for r in self.replicas],
+        }
+
+
+async def any_change(events: list[anyio.Event]) -> None:
+    """Wait until any of `events` is set."""
+
+    async def wake(event: anyio.Event, scope: anyio.CancelScope) -> None:
+        await event.wait()
+        scope.cancel()
+
+    async with anyio.create_task_group() as waiting:
+        for event in events:
+            waiting.start_soon(wake, event, waiting.cancel_scope)

@@ -1,0 +1,56 @@
+"""`cua-gateway ls`: read a running gateway's `/readyz` and show it as a table."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Any
+
+FETCH_TIMEOUT = 5.0  # seconds to wait for a running gateway's answer
+
+
+def fetch_status(url: str) -> dict[str, Any]:
+    """The JSON of `/readyz` (which answers 503 while not every server is ready: still a status)."""
+    if not url.startswith(("http://", "https://")):
+        raise OSError(f"not an http URL: {url}")
+    try:
+        with urllib.request.urlopen(url, timeout=FETCH_TIMEOUT) as response:  # noqa: S310
+            body = response.read()
+    except urllib.error.HTTPError as e:
+        body = e.read()
+    result: dict[str, Any] = json.loads(body)
+    return result
+
+
+def status_table(status: dict[str, Any]) -> str:
+    rows = [("SERVER", "STATE", "READY", "TOOLS", "REPLICA", "RESTARTS", "WHERE", "LAST ERROR")]
+    for name, server in status.get("servers", {}).items():
+        tools = server.get("tools")
+        shown_tools = "-" if tools is None else f"{tools} ({server.get('tools_source')})"
+        replicas = server.get("replicas") or [{}]
+        ready = sum(1 for r in replicas if r.get("state") == "healthy")
+        first = True
+        for replica in replicas:
+            head = (
+                (name, server["state"], f"{ready}/{len(replicas)}", shown_tools)
+                if first
+                else ("",) * 4
+            )
+            error = replica.get("last_error") or (server.get("error") if first else None) or ""
+            rows.append(
+                (
+                    *head,
+                    f"#{replica['index']} {replica['state']}" if replica else "-",
+                    str(replica.get("restarts", "")),
+                    replica.get("where") or "",
+                    error,
+                )
+            )
+            first = False
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]) - 1)]
+    lines = [
+        "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)) + "  " + str(row[-1])
+        for row in rows
+    ]
+    return "\n".join(line.rstrip() for line in lines)

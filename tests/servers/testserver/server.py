@@ -1,0 +1,132 @@
+"""cua-test: the MCP server the gateway's integration tests run as a downstream.
+
+    python server.py                                              # stdio (default)
+    python server.py http --host 127.0.0.1 --port 8765 [--path /mcp]   # streamable HTTP
+
+Env: CUA_TEST_FAIL_START=<msg> makes the process print <msg> to stderr and exit 3 at once;
+CUA_REPLICA / CUA_SERVER are echoed back by `whoami`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio  # a dependency of mcp
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.types import ToolAnnotations
+
+FAIL_START_EXIT_CODE = 3
+PROGRESS_INTERVAL = 0.1  # seconds between progress notifications in `slow`
+
+READ_ONLY = ToolAnnotations(read_only_hint=True)
+IDEMPOTENT = ToolAnnotations(idempotent_hint=True)
+
+# WARNING: keeps uvicorn's per-request access lines (printed to stdout) out of test output.
+mcp = MCPServer("cua-test", version="1.0.0", log_level="WARNING")
+_counter = 0
+
+
+@mcp.tool(annotations=READ_ONLY)
+def echo(text: str) -> str:
+    """Return `text` unchanged."""
+    return text
+
+
+@mcp.tool(annotations=IDEMPOTENT)
+async def slow(seconds: float, ctx: Context[Any, Any]) -> str:
+    """Sleep `seconds` (cancellable), reporting progress every 0.1 s."""
+    start = anyio.current_time()
+    await ctx.report_progress(0, seconds)
+    while (elapsed := anyio.current_time() - start) < seconds:
+        await anyio.sleep(min(PROGRESS_INTERVAL, seconds - elapsed))
+        await ctx.report_progress(min(anyio.current_time() - start, seconds), seconds)
+    return f"slept {seconds:g}"
+
+
+@mcp.tool(annotations=READ_ONLY)
+def whoami() -> dict[str, Any]:
+    """Identify this process: replica, server name, hostname, pid, uid."""
+    return {
+        "replica": os.environ.get("CUA_REPLICA"),
+        "server": os.environ.get("CUA_SERVER"),
+        "hostname": socket.gethostname(),
+        "pid": os.getpid(),
+        "uid": os.getuid(),
+    }
+
+
+@mcp.tool()
+def getenv(name: str) -> str | None:
+    """Return the environment variable `name`, or null when unset."""
+    return os.environ.get(name)
+
+
+@mcp.tool()
+def try_write(path: str) -> str:
+    """Create or overwrite a small file at `path`; return "ok" or the OSError text."""
+    try:
+        Path(path).write_text("cua-test\n", encoding="utf-8")
+    except OSError as e:
+        return str(e)
+    return "ok"
+
+
+@mcp.tool()
+def crash(code: int = 1) -> str:
+    """Terminate the process at once with exit status `code` (no reply is sent)."""
+    os._exit(code)
+
+
+@mcp.tool(annotations=READ_ONLY)
+def add(a: int, b: int) -> int:
+    """Return a + b."""
+    return a + b
+
+
+@mcp.tool()
+def counter() -> int:
+    """Increment a per-process counter and return its new value."""
+    global _counter  # noqa: PLW0603 - per-process state is the point of this tool
+    _counter += 1
+    return _counter
+
+
+@mcp.tool()
+async def work(seconds: float) -> int:
+    """Take `seconds`, then increment the counter: a slow call that must never be repeated."""
+    await anyio.sleep(seconds)
+    return counter()
+
+
+def _parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("transport", nargs="?", choices=("stdio", "http"), default="stdio")
+    parser.add_argument("--host", default="127.0.0.1")
+    # the gateway tells a container replica its port in MCP_PORT
+    parser.add_argument("--port", type=int, default=int(os.environ.get("MCP_PORT", "8000")))
+    parser.add_argument("--path", default="/mcp")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    if fail := os.environ.get("CUA_TEST_FAIL_START"):
+        print(fail, file=sys.stderr, flush=True)
+        sys.exit(FAIL_START_EXIT_CODE)
+    args = _parse_args(argv)
+    # As PID 1 in a container, SIGTERM's default action is ignored, so `docker stop` would wait
+    # 10 s for SIGKILL. Exit at once instead (uvicorn installs its own handler in http mode).
+    signal.signal(signal.SIGTERM, lambda signum, _frame: os._exit(128 + signum))
+    if args.transport == "http":
+        mcp.run("streamable-http", host=args.host, port=args.port, streamable_http_path=args.path)
+    else:
+        mcp.run()
+
+
+if __name__ == "__main__":
+    main()
