@@ -83,6 +83,8 @@ class ServerPool:
             await self._runtime.prepare(self.replicas[0].spec)
         except GatewayError as e:
             self.state, self.error = "failed", str(e)
+            for replica in self.replicas:
+                replica.fail(str(e))
             logger.error("server %s cannot start: %s", self.name, e, extra={"server": self.name})  # noqa: TRY400
             return
         finally:

@@ -28,8 +28,6 @@ from cua_gateway.runtime.base import Link, ReplicaSpec, Runtime
 
 logger = logging.getLogger(__name__)
 
-EXIT_REASON_WAIT = 1.0  # seconds a failed call waits to learn why its replica went away
-
 
 class ReplicaState(StrEnum):
     STARTING = "starting"
@@ -109,6 +107,10 @@ class Replica:
     def next_change(self) -> anyio.Event:
         """Set at the next change of state or of calls in flight; take it before looking."""
         return self._changed
+
+    def fail(self, reason: str) -> None:
+        """Mark a replica that will not be started at all (its server could not be prepared)."""
+        self._set(ReplicaState.FAILED, reason)
 
     def _set(self, state: ReplicaState, error: str | None = None) -> None:
         if error is not None:
@@ -222,8 +224,7 @@ class Replica:
         try:
             return await session.request(method, params, timeout=timeout, on_progress=on_progress)
         except ReplicaLost as e:
-            with anyio.move_on_after(EXIT_REASON_WAIT):
-                await link.exit.event.wait()
+            await link.exit.learn()
             link.exit.set("the connection was lost during a call")
             raise ReplicaLost(
                 self.spec.server, f"lost during {method}: {link.exit.reason}", replica=self.index

@@ -30,13 +30,10 @@ def status_table(status: dict[str, Any]) -> str:
         shown_tools = "-" if tools is None else f"{tools} ({server.get('tools_source')})"
         replicas = server.get("replicas") or [{}]
         ready = sum(1 for r in replicas if r.get("state") == "healthy")
+        shown_ready = f"{ready}/{len(replicas)}" if server.get("replicas") else "-"
         first = True
         for replica in replicas:
-            head = (
-                (name, server["state"], f"{ready}/{len(replicas)}", shown_tools)
-                if first
-                else ("",) * 4
-            )
+            head = (name, server["state"], shown_ready, shown_tools) if first else ("",) * 4
             error = replica.get("last_error") or (server.get("error") if first else None) or ""
             rows.append(
                 (

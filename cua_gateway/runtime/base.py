@@ -13,6 +13,8 @@ from pydantic import SecretStr
 from cua_gateway.config.server import ServerConfig
 from cua_gateway.runtime._wire import ReadStream, WriteStream
 
+EXIT_REPORT_WAIT = 1.0  # seconds a failure waits to learn whether (and how) the replica exited
+
 
 @dataclass(frozen=True, slots=True)
 class ReplicaSpec:
@@ -35,14 +37,21 @@ class ReplicaSpec:
 
 @dataclass(slots=True)
 class Exit:
-    """How a replica ended, once it has; `event` is set when it is known."""
+    """How a replica ended by itself, once it has; `event` is set when it is known. Once the
+    runtime is `stopping` it, its end is the gateway's doing and is not recorded."""
 
     event: anyio.Event = field(default_factory=anyio.Event)
     status: int | None = None
     reason: str = ""
+    stopping: bool = False
+
+    async def learn(self) -> None:
+        """After a failure, give the replica's end a moment to be reported, if it ended itself."""
+        with anyio.CancelScope(shield=True), anyio.move_on_after(EXIT_REPORT_WAIT):
+            await self.event.wait()
 
     def set(self, reason: str, status: int | None = None) -> None:
-        if not self.event.is_set():
+        if not self.event.is_set() and not self.stopping:
             self.reason, self.status = reason, status
             self.event.set()
 

@@ -85,7 +85,11 @@ class DockerRuntime:
                 try:
                     async with link as started:
                         yield started
+                except Exception:
+                    await exit.learn()
+                    raise
                 finally:
+                    exit.stopping = True
                     tasks.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(REMOVE_TIMEOUT):
@@ -163,8 +167,12 @@ class DockerRuntime:
         tasks.start_soon(_attach.pump_in, sock, outbound_receive, inbound_send)
         try:
             yield link
+        except Exception:
+            await exit.learn()
+            raise
         finally:
             with anyio.CancelScope(shield=True):
+                exit.stopping = True
                 await outbound_send.aclose()
                 with suppress(OSError, anyio.ClosedResourceError, anyio.BrokenResourceError):
                     await sock.send_eof()  # the server's stdin closes: it may exit by itself

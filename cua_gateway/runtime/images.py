@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -55,6 +56,8 @@ def _pull(api: docker.APIClient, server: str, tag: str) -> None:
 def _build(api: docker.APIClient, server: str, config: ServerConfig, tag: str) -> None:
     build = config.build
     assert build is not None
+    if not (Path(build.context) / build.dockerfile).is_file():
+        raise ImageError(server, tag, f"no {build.dockerfile} in {build.context} to build from")
     logger.info("building image %s from %s", tag, build.context, extra={"server": server})
     tail: deque[str] = deque(maxlen=BUILD_LOG_TAIL)
     try:
@@ -71,7 +74,9 @@ def _build(api: docker.APIClient, server: str, config: ServerConfig, tag: str) -
             _progress(server, tag, chunk, tail)
     except ImageError:
         raise
-    except (docker.errors.APIError, docker.errors.BuildError, OSError) as e:
+    except docker.errors.APIError as e:
+        raise ImageError(server, tag, f"build failed: {e.explanation}", "\n".join(tail)) from e
+    except (docker.errors.BuildError, OSError) as e:
         raise ImageError(server, tag, f"build failed: {e}", "\n".join(tail)) from e
     if not _exists(api, tag):
         raise ImageError(

@@ -68,7 +68,11 @@ class ProcessRuntime:
                 tasks.start_soon(_write_stdin, process.stdin, outbound_receive)
                 try:
                     yield link
+                except Exception:
+                    await exit.learn()
+                    raise
                 finally:
+                    exit.stopping = True
                     await outbound_send.aclose()
                     await inbound_receive.aclose()
                     with anyio.CancelScope(shield=True):

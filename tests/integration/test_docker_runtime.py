@@ -292,3 +292,53 @@ def test_an_idempotent_call_is_retried_on_the_restarted_replica(
             assert pool.replicas[0].restarts == 1
 
     anyio.run(scenario)
+
+
+def test_a_named_network_is_joined(
+    tmp_path: Path, test_image: str, gateway_name: str, docker_api: docker.APIClient
+) -> None:
+    network = f"{gateway_name}-net"
+    docker_api.create_network(network, internal=True)
+    try:
+        loaded = load(
+            tmp_path,
+            f"""
+            gateway: {{name: {gateway_name}}}
+            servers:
+              joined: {{image: "{test_image}", network: {network}}}
+            """,
+        )
+
+        async def scenario() -> None:
+            async with running(loaded) as supervisor:
+                await ready(supervisor.pool("joined"))
+                [container] = containers_of(docker_api, gateway_name)
+                info = docker_api.inspect_container(container["Id"])
+                assert info["HostConfig"]["NetworkMode"] == network
+                assert list(info["NetworkSettings"]["Networks"]) == [network]
+
+        anyio.run(scenario)
+    finally:
+        docker_api.remove_network(network)
+
+
+def test_weighted_routing_follows_the_weights(
+    tmp_path: Path, test_image: str, gateway_name: str
+) -> None:
+    loaded = load(
+        tmp_path,
+        f"""
+        gateway: {{name: {gateway_name}, routing: {{strategy: weighted}}}}
+        servers:
+          heavy: {{image: "{test_image}", replicas: 2, weights: [3, 1]}}
+        """,
+    )
+
+    async def scenario() -> None:
+        async with running(loaded) as supervisor:
+            pool = supervisor.pool("heavy")
+            await ready(pool)
+            served = Counter([await whoami(pool) for _ in range(20)])
+            assert served == {"0": 15, "1": 5}
+
+    anyio.run(scenario)
