@@ -77,6 +77,11 @@ class ServerPool:
     def ready(self) -> bool:
         return any(r.routable for r in self.replicas)
 
+    @property
+    def idle(self) -> bool:
+        """An on-demand server with nothing running: it starts at its next call."""
+        return all(r.state is ReplicaState.IDLE for r in self.replicas)
+
     async def run(self) -> None:
         """Prepare (build the image if needed), then run every replica until cancelled."""
         try:
@@ -164,6 +169,9 @@ class ServerPool:
             if healthy:
                 chosen: Replica = self._router.pick(healthy)
                 return chosen
+            for replica in self.replicas:
+                if replica.state is ReplicaState.IDLE:
+                    replica.want()
             if self.state == "failed" or all(
                 r.state in (ReplicaState.FAILED, ReplicaState.STOPPED) for r in self.replicas
             ):
@@ -175,11 +183,12 @@ class ServerPool:
         return errors[-1] if errors else "no replica is running"
 
     def status(self) -> dict[str, Any]:
+        state = self.state
+        if state == "running":
+            state = "ready" if self.ready else ("idle" if self.idle else "starting")
         return {
-            "state": self.state
-            if self.state != "running"
-            else ("ready" if self.ready else "starting"),
-            "ready": self.ready,
+            "state": state,
+            "ready": self.ready or self.idle,
             "runtime": self.config.runtime,
             "error": self.error,
             "tools": len(self.tools) if self._tools_seen else None,

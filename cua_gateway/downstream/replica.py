@@ -7,6 +7,9 @@ restarting ◀──N pings fail── unhealthy ──────────�
    ▲  │                       exit / lost call ──▶ restarting
    │  └──too many failed starts──▶ failed (circuit open) ──after a while──▶ restarting
    └── policy `never`, or a clean exit under `on-failure` ──▶ stopped
+
+With `lifetime: on_demand`, a replica waits in `idle` until a call wants it, and goes back to
+`idle` (stopped, not restarted) after `idle_timeout` without calls.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ class ReplicaState(StrEnum):
     RESTARTING = "restarting"
     FAILED = "failed"
     STOPPED = "stopped"
+    IDLE = "idle"  # lifetime on_demand: not running; starts at the next call
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +87,11 @@ class Replica:
         self._session: DownstreamSession | None = None
         self._link: Link | None = None
         self._changed = anyio.Event()
+        self._on_demand = spec.config.lifetime.mode == "on_demand"
+        self._wanted = anyio.Event()
+        self._last_used = 0.0
+        if self._on_demand:
+            self.state = ReplicaState.IDLE
 
     @property
     def label(self) -> str:
@@ -107,6 +116,10 @@ class Replica:
     def next_change(self) -> anyio.Event:
         """Set at the next change of state or of calls in flight; take it before looking."""
         return self._changed
+
+    def want(self) -> None:
+        """Ask an idle (on-demand) replica to start."""
+        self._wanted.set()
 
     def fail(self, reason: str) -> None:
         """Mark a replica that will not be started at all (its server could not be prepared)."""
@@ -136,13 +149,20 @@ class Replica:
         restart = self.spec.config.restart
         attempt = 0
         while True:
+            if self._on_demand and self.state is ReplicaState.IDLE:
+                await self._wanted.wait()
+                self._wanted = anyio.Event()
             if not self._circuit.allows():
                 wait = self._circuit.retry_in
                 self._set(
                     ReplicaState.FAILED, f"{self.last_error} (circuit open, retry in {wait:.0f}s)"
                 )
                 await anyio.sleep(wait)
-            was_healthy, status = await self._run_once()
+            was_healthy, status, idled = await self._run_once()
+            if idled:
+                attempt = 0
+                self._set(ReplicaState.IDLE)
+                continue
             if was_healthy:
                 self._circuit.success()
                 attempt = 0
@@ -159,10 +179,11 @@ class Replica:
             self._set(ReplicaState.RESTARTING, self.last_error)
             await anyio.sleep(delay)
 
-    async def _run_once(self) -> tuple[bool, int | None]:
-        """Start, serve until the replica ends; whether it became healthy, and its exit status."""
+    async def _run_once(self) -> tuple[bool, int | None, bool]:
+        """Start, serve until the replica ends: whether it became healthy, its exit status, and
+        whether it was stopped for being idle."""
         self._set(ReplicaState.STARTING if self.restarts == 0 else ReplicaState.RESTARTING)
-        healthy = False
+        healthy = idled = False
         link: Link | None = None
         start_timeout = self.spec.config.healthcheck.start_timeout
         try:
@@ -174,10 +195,14 @@ class Replica:
                 await self._on_healthy(self, session)
                 self._session = session
                 healthy = True
+                self._last_used = anyio.current_time()
                 self._set(ReplicaState.HEALTHY)
                 reason = await self._watch(session, link)
                 self._session = None
-                self._set(ReplicaState.UNHEALTHY, reason)
+                if reason is None:
+                    idled = True
+                else:
+                    self._set(ReplicaState.UNHEALTHY, reason)
         except Exception as e:  # whatever happened, supervision goes on
             error = _gateway_error(e)
             if error is None:
@@ -185,17 +210,25 @@ class Replica:
             self._set(self.state, _explain(str(error or f"{type(e).__name__}: {e}"), link))
         finally:
             self._session = None
-        return healthy, link.exit.status if link else None
+        return healthy, link.exit.status if link else None, idled
 
-    async def _watch(self, session: DownstreamSession, link: Link) -> str:
-        """Ping every interval; returns why the replica must be restarted."""
+    async def _watch(self, session: DownstreamSession, link: Link) -> str | None:
+        """Ping every interval; returns why the replica must be restarted (None: it is idle)."""
         check = self.spec.config.healthcheck
+        idle_timeout = self.spec.config.lifetime.idle_timeout
         failures = 0
         while True:
-            with anyio.move_on_after(self._health_interval):
+            wait = self._health_interval
+            if self._on_demand:
+                wait = min(wait, max(self._last_used + idle_timeout - anyio.current_time(), 0))
+            with anyio.move_on_after(wait):
                 await link.exit.event.wait()
             if link.exit.event.is_set():
                 return _explain(link.exit.reason, link)
+            idle_for = anyio.current_time() - self._last_used
+            if self._on_demand and self.in_flight == 0 and idle_for >= idle_timeout:
+                logger.info("%s is idle; stopping it", self.label)
+                return None
             try:
                 await session.ping(check.timeout)
             except ServerError as e:
@@ -220,6 +253,7 @@ class Replica:
         if session is None or link is None or not self.routable:
             raise Unavailable(self.spec.server, f"{self.state}", replica=self.index)
         self.in_flight += 1
+        self._last_used = anyio.current_time()
         self._notify()
         try:
             return await session.request(method, params, timeout=timeout, on_progress=on_progress)
@@ -231,6 +265,7 @@ class Replica:
             ) from e
         finally:
             self.in_flight -= 1
+            self._last_used = anyio.current_time()
             self._notify()
 
 

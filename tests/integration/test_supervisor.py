@@ -10,8 +10,9 @@ import anyio
 import docker
 import pytest
 
+from cua_gateway.downstream.pool import ServerPool
 from cua_gateway.downstream.replica import ReplicaState
-from tests.integration.conftest import containers_of, load, ready, running, text_of
+from tests.integration.conftest import containers_of, load, ready, running, text_of, until
 from tests.integration.test_runtime_contract import free_port
 
 pytestmark = pytest.mark.integration
@@ -128,6 +129,44 @@ def test_containers_can_serve_streamable_http_on_the_host_network(
                 result = await pool.request("tools/call", {"name": "whoami", "arguments": {}})
                 replicas.add(json.loads(text_of(result))["replica"])
             assert replicas == {"0", "1"}
+
+    anyio.run(scenario)
+    assert containers_of(docker_api, gateway_name) == []
+
+
+def test_an_on_demand_server_starts_at_its_first_call_and_stops_when_idle(
+    tmp_path: Path, test_image: str, gateway_name: str, docker_api: docker.APIClient
+) -> None:
+    loaded = load(
+        tmp_path,
+        f"""
+        gateway: {{name: {gateway_name}}}
+        servers:
+          lazy: {{image: "{test_image}", lifetime: {{mode: on_demand, idle_timeout: 500ms}}}}
+        """,
+    )
+
+    async def call(pool: ServerPool) -> str:
+        return text_of(
+            await pool.request("tools/call", {"name": "echo", "arguments": {"text": "up"}})
+        )
+
+    async def scenario() -> None:
+        async with running(loaded) as supervisor:
+            pool = supervisor.pool("lazy")
+            replica = pool.replicas[0]
+            assert replica.state is ReplicaState.IDLE
+            assert containers_of(docker_api, gateway_name) == []
+
+            assert await call(pool) == "up"
+            assert len(containers_of(docker_api, gateway_name)) == 1
+            await until(pool, lambda: replica.state is ReplicaState.IDLE, timeout=15)
+            assert containers_of(docker_api, gateway_name) == []
+            assert replica.restarts == 0  # going idle is not a failure
+            status = supervisor.status()["lazy"]
+            assert (status["state"], status["ready"]) == ("idle", True)
+
+            assert await call(pool) == "up"  # and it comes back for the next call
 
     anyio.run(scenario)
     assert containers_of(docker_api, gateway_name) == []
