@@ -166,3 +166,11 @@ fi
 
 # --- 5. wheels for offline test-image builds (tests/servers/testserver) ------
 bash "$ROOT/scripts/fetch-wheels.sh" "$ROOT/.cua/wheels"
+
+# --- 6. vendored downloads for offline server-image builds -------------------
+# Each servers/<name>/vendor.sh fetches, on the host, what its Dockerfile would otherwise download
+# (npm packages, wheels, binaries) into servers/<name>/vendor/, so images build with no registry.
+for vendor in "$ROOT"/servers/*/vendor.sh; do
+    [ -e "$vendor" ] || continue
+    bash "$vendor"
+done
