@@ -19,7 +19,7 @@ from cua_gateway.config.schema import json_schema
 from cua_gateway.config.server import ServerConfig
 from cua_gateway.errors import ConfigError, ConfigFileError, GatewayError
 from cua_gateway.front.status import fetch_status, status_table
-from cua_gateway.gateway import serve_http
+from cua_gateway.gateway import serve_http, serve_stdio
 from cua_gateway.runtime.docker import owner_id
 from cua_gateway.runtime.registry import Runtimes
 
@@ -150,14 +150,14 @@ def _ls(loaded: LoadedConfig, args: argparse.Namespace) -> int:
 def _run(loaded: LoadedConfig, args: argparse.Namespace) -> int:
     monitoring = loaded.config.monitoring
     logs.configure(monitoring.log_level, monitoring.log_format)
-    if args.transport == "stdio":
-        print("cua-gateway: the stdio transport is not available yet", file=sys.stderr)
-        return EXIT_UNAVAILABLE
     host = args.host or loaded.config.gateway.host
     port = args.port or loaded.config.gateway.port
     runtimes = Runtimes(loaded.config.gateway.name, uuid.uuid4().hex, owner_id(), os.environ)
     try:
-        anyio.run(serve_http, loaded, runtimes, host, port)
+        if args.transport == "stdio":
+            anyio.run(serve_stdio, loaded, runtimes)
+        else:
+            anyio.run(serve_http, loaded, runtimes, host, port)
     except GatewayError as e:
         print(f"cua-gateway: {e}", file=sys.stderr)
         return EXIT_FAILURE

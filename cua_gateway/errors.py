@@ -111,3 +111,7 @@ class DownstreamError(ServerError):
         self.error_message = error_message
         self.data = data
         super().__init__(server, f"error {code}: {error_message}", replica=replica)
+
+
+class InvalidRequest(GatewayError):
+    """The client asked for something that does not exist or sent arguments that do not fit."""

@@ -5,24 +5,81 @@ from __future__ import annotations
 import logging
 import signal
 import socket
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
 import anyio
 import uvicorn
-from starlette.applications import Starlette
+from mcp.server.stdio import stdio_server
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from starlette.types import ASGIApp
 
 from cua_gateway.config import LoadedConfig
 from cua_gateway.downstream.supervisor import Supervisor
 from cua_gateway.errors import GatewayError
-from cua_gateway.front.health import health_routes
+from cua_gateway.front.clients import ClientHub
+from cua_gateway.front.events import MemoryEventStore
+from cua_gateway.front.guard import Policy, is_loopback
+from cua_gateway.front.http import build_app, mcp_routes, observability_routes
+from cua_gateway.front.mcp_server import build_server
+from cua_gateway.metrics import Metrics
+from cua_gateway.pipeline.router import Router
 from cua_gateway.runtime.registry import Runtimes
 
 logger = logging.getLogger(__name__)
 
 
-def build_app(supervisor: Supervisor) -> Starlette:
-    return Starlette(routes=health_routes(supervisor.status))
+class Gateway:
+    """Everything one gateway runs, wired together: servers → router → the MCP server."""
+
+    def __init__(self, loaded: LoadedConfig, runtimes: Runtimes) -> None:
+        self.loaded = loaded
+        self.supervisor = Supervisor(loaded, runtimes)
+        self.router = Router(self.supervisor.pools)
+        self.hub = ClientHub(self.router)
+        for pool in self.supervisor.pools.values():
+            pool.upstream = self.hub
+        self.metrics = Metrics()
+        self.metrics.watch(self.supervisor.status, self.hub.count)
+        self.server = build_server(self.router, self.hub, self.metrics)
+
+    @asynccontextmanager
+    async def run(self) -> AsyncIterator[Gateway]:
+        for name, reason in self.loaded.disabled.items():
+            logger.warning("server %s is disabled: %s", name, reason)
+        async with self.supervisor.run():
+            yield self
+
+    def http_app(self, policy: Policy, manager: StreamableHTTPSessionManager) -> ASGIApp:
+        monitoring = self.loaded.config.monitoring
+        routes = [
+            *mcp_routes(self.server, manager),
+            *observability_routes(
+                self.supervisor.status, self.metrics, monitoring.prometheus_endpoint
+            ),
+        ]
+        return build_app(routes, policy)
+
+    def observability_app(self, policy: Policy) -> ASGIApp:
+        path = self.loaded.config.monitoring.prometheus_endpoint
+        return build_app(observability_routes(self.supervisor.status, self.metrics, path), policy)
+
+
+def http_policy(loaded: LoadedConfig, host: str) -> Policy:
+    """Off loopback, a bearer token is required unless `auth.allow_unauthenticated` says not."""
+    auth = loaded.config.auth
+    tokens = [t.get_secret_value() for t in auth.bearer_tokens]
+    loopback = is_loopback(host)
+    if not loopback and not tokens:
+        if not auth.allow_unauthenticated:
+            raise GatewayError(
+                f"refusing to listen on {host} without authentication: set auth.bearer_tokens, "
+                "or auth.allow_unauthenticated: true to accept anyone who can reach it"
+            )
+        logger.warning(
+            "listening on %s WITHOUT authentication: anyone who can reach it may call", host
+        )
+    return Policy(tokens, loopback, tuple(auth.allowed_hosts), tuple(auth.allowed_origins))
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -31,15 +88,6 @@ class _EmbeddedServer(uvicorn.Server):
     @contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
-
-
-async def _stop_on_signal(server: uvicorn.Server) -> None:
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for signum in signals:
-            if server.should_exit:  # a second signal: stop waiting for open connections
-                server.force_exit = True
-            logger.info("received %s, shutting down", signal.Signals(signum).name)
-            server.should_exit = True
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -54,22 +102,73 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _uvicorn(app: ASGIApp, shutdown_timeout: float) -> uvicorn.Server:
+    config = uvicorn.Config(
+        app, log_config=None, timeout_graceful_shutdown=int(shutdown_timeout), access_log=False
+    )
+    return _EmbeddedServer(config)
+
+
+async def _until_signal(scope: anyio.CancelScope) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            logger.info("received %s, shutting down", signal.Signals(signum).name)
+            scope.cancel()
+            return
+
+
 async def serve_http(loaded: LoadedConfig, runtimes: Runtimes, host: str, port: int) -> None:
-    """Start the servers, serve HTTP until SIGINT or SIGTERM, then stop all in bounded time."""
-    for name, reason in loaded.disabled.items():
-        logger.warning("server %s is disabled: %s", name, reason)
+    """Serve MCP over streamable HTTP and SSE until SIGINT or SIGTERM; then stop everything."""
+    policy = http_policy(loaded, host)
     sock = _listen(host, port)
-    supervisor = Supervisor(loaded, runtimes)
-    async with supervisor.run():
-        config = uvicorn.Config(
-            build_app(supervisor),
-            log_config=None,
-            timeout_graceful_shutdown=int(loaded.config.gateway.shutdown_timeout),
-        )
-        server = _EmbeddedServer(config)
-        logger.info("listening on http://%s:%d", host, port)
+    gateway = Gateway(loaded, runtimes)
+    manager = StreamableHTTPSessionManager(gateway.server, event_store=MemoryEventStore())
+    async with gateway.run(), manager.run():
+        server = _uvicorn(gateway.http_app(policy, manager), loaded.config.gateway.shutdown_timeout)
+        logger.info("serving MCP at http://%s:%d/mcp (and /sse)", host, port)
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(_stop_on_signal, server)
             await server.serve(sockets=[sock])
             tasks.cancel_scope.cancel()
     logger.info("stopped")
+
+
+async def _stop_on_signal(server: uvicorn.Server) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            if server.should_exit:  # a second signal: stop waiting for open connections
+                server.force_exit = True
+            logger.info("received %s, shutting down", signal.Signals(signum).name)
+            server.should_exit = True
+
+
+async def serve_stdio(loaded: LoadedConfig, runtimes: Runtimes) -> None:
+    """Serve one client over stdin/stdout (what Claude Desktop launches) until it goes or a
+    signal comes; metrics and health go to `monitoring.metrics_port` when one is set."""
+    gateway = Gateway(loaded, runtimes)
+    async with gateway.run(), anyio.create_task_group() as tasks:
+        tasks.start_soon(_until_signal, tasks.cancel_scope)
+        port = loaded.config.monitoring.metrics_port
+        if port is not None:
+            tasks.start_soon(_serve_observability, gateway, port)
+        async with stdio_server() as (read, write):
+            await gateway.server.run(read, write, gateway.server.create_initialization_options())
+        tasks.cancel_scope.cancel()
+    logger.info("stopped")
+
+
+async def _serve_observability(gateway: Gateway, port: int) -> None:
+    host = "127.0.0.1"
+    try:
+        sock = _listen(host, port)
+    except GatewayError as e:
+        logger.warning("no metrics endpoint: %s", e)
+        return
+    logger.info(
+        "metrics at http://%s:%d%s",
+        host,
+        port,
+        gateway.loaded.config.monitoring.prometheus_endpoint,
+    )
+    app = gateway.observability_app(http_policy(gateway.loaded, host))
+    await _uvicorn(app, 1.0).serve(sockets=[sock])

@@ -16,6 +16,7 @@ from pydantic import SecretStr
 
 from cua_gateway.config.models import RoutingConfig
 from cua_gateway.config.server import ServerConfig
+from cua_gateway.downstream.bridge import NoUpstream, Upstream
 from cua_gateway.downstream.catalog import CatalogStore
 from cua_gateway.downstream.circuit import CircuitBreaker
 from cua_gateway.downstream.replica import Replica, ReplicaState
@@ -64,7 +65,7 @@ class ServerPool:
                 ReplicaSpec(gateway, name, index, config, secrets),
                 runtime,
                 health_interval=health_interval,
-                on_healthy=self._replica_healthy,
+                owner=self,
             )
             for index in range(config.replicas)
         ]
@@ -72,6 +73,10 @@ class ServerPool:
         self.tools: list[dict[str, Any]] = cached or []
         self.tools_live = False
         self._tools_seen = cached is not None
+        self.tools_version = 0
+        """Bumped whenever `tools` changes, so views of the catalog know to rebuild."""
+        self.capabilities: Mapping[str, Any] = {}
+        self.upstream: Upstream = NoUpstream()
 
     @property
     def ready(self) -> bool:
@@ -99,12 +104,37 @@ class ServerPool:
             for replica in self.replicas:
                 tasks.start_soon(replica.run)
 
-    async def _replica_healthy(self, replica: Replica, session: DownstreamSession) -> None:
-        if self.tools_live:
-            return
+    async def replica_healthy(self, replica: Replica, session: DownstreamSession) -> None:
+        self.capabilities = session.info.capabilities
+        if not self.tools_live:
+            await self._refresh_tools(session)
+
+    async def _refresh_tools(self, session: DownstreamSession) -> None:
+        """List the tools again; when they changed, save them and tell the clients."""
         tools = await session.list_tools(CATALOG_TIMEOUT)
+        changed = tools != self.tools
         self.tools, self.tools_live, self._tools_seen = tools, True, True
-        self._catalog.save(self.name, tools)
+        if changed:
+            self.tools_version += 1
+            self._catalog.save(self.name, tools)
+            await self.upstream.notify(self.name, "notifications/tools/list_changed", {}, [])
+
+    async def replica_notification(
+        self, replica: Replica, method: str, params: dict[str, Any]
+    ) -> None:
+        if method == "notifications/tools/list_changed":  # passed on once the catalog has it
+            if replica.session is not None:
+                try:
+                    await self._refresh_tools(replica.session)
+                except GatewayError as e:
+                    logger.warning("%s: cannot refresh its tools: %s", self.name, e)
+            return
+        await self.upstream.notify(self.name, method, params, replica.origins())
+
+    async def replica_request(
+        self, replica: Replica, method: str, params: dict[str, Any]
+    ) -> dict[str, Any]:
+        return await self.upstream.request(self.name, method, params, replica.origins())
 
     def is_safe(self, method: str, params: Mapping[str, Any] | None) -> bool:
         """Whether repeating this request cannot do harm."""
@@ -128,8 +158,10 @@ class ServerPool:
         *,
         timeout: float | None = None,
         on_progress: ProgressFn | None = None,
+        origin: object | None = None,
     ) -> dict[str, Any]:
-        """Send one request to a healthy replica, waiting (within the timeout) for one if needed."""
+        """Send one request to a healthy replica, waiting (within the timeout) for one if needed.
+        `origin` identifies the client call it serves, for what the server asks back."""
         budget = timeout or self.timeout
         attempts = 1 + (self._retries if self.is_safe(method, params) else 0)
         deadline = anyio.current_time() + budget
@@ -148,7 +180,7 @@ class ServerPool:
                 )
             try:
                 result = await replica.request(
-                    method, params, timeout=remaining, on_progress=on_progress
+                    method, params, timeout=remaining, on_progress=on_progress, origin=origin
                 )
             except _RETRYABLE as e:
                 self._circuit.failure()

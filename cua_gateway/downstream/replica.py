@@ -14,18 +14,20 @@ With `lifetime: on_demand`, a replica waits in `idle` until a call wants it, and
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from functools import partial
+from typing import Any, Protocol
 
 import anyio
 
 from cua_gateway.downstream.circuit import CircuitBreaker
-from cua_gateway.downstream.session import DownstreamSession, ProgressFn, connect
+from cua_gateway.downstream.session import DownstreamSession, Handlers, ProgressFn, connect
 from cua_gateway.errors import GatewayError, ReplicaLost, ServerError, Unavailable
 from cua_gateway.runtime.base import Link, ReplicaSpec, Runtime
 
@@ -63,12 +65,23 @@ class ReplicaStatus:
         }
 
 
-OnHealthy = Callable[["Replica", DownstreamSession], Awaitable[None]]
+class Owner(Protocol):
+    """What a replica tells the pool that owns it."""
+
+    async def replica_healthy(self, replica: Replica, session: DownstreamSession) -> None: ...
+
+    async def replica_notification(
+        self, replica: Replica, method: str, params: dict[str, Any]
+    ) -> None: ...
+
+    async def replica_request(
+        self, replica: Replica, method: str, params: dict[str, Any]
+    ) -> dict[str, Any]: ...
 
 
 class Replica:
     def __init__(
-        self, spec: ReplicaSpec, runtime: Runtime, *, health_interval: float, on_healthy: OnHealthy
+        self, spec: ReplicaSpec, runtime: Runtime, *, health_interval: float, owner: Owner
     ) -> None:
         self.spec = spec
         self.index = spec.index
@@ -81,7 +94,12 @@ class Replica:
         self._since = time.time()
         self._runtime = runtime
         self._health_interval = spec.config.healthcheck.interval or health_interval
-        self._on_healthy = on_healthy
+        self._owner = owner
+        self._handlers = Handlers(
+            partial(owner.replica_notification, self), partial(owner.replica_request, self)
+        )
+        self._origins: dict[int, object] = {}
+        self._calls = itertools.count()
         restart = spec.config.restart
         self._circuit = CircuitBreaker(restart.circuit_failures, restart.circuit_reset)
         self._session: DownstreamSession | None = None
@@ -96,6 +114,10 @@ class Replica:
     @property
     def label(self) -> str:
         return f"{self.spec.server}#{self.index}"
+
+    @property
+    def session(self) -> DownstreamSession | None:
+        return self._session
 
     @property
     def routable(self) -> bool:
@@ -190,9 +212,15 @@ class Replica:
             async with AsyncExitStack() as stack:
                 link = self._link = await stack.enter_async_context(self._runtime.open(self.spec))
                 session = await stack.enter_async_context(
-                    connect(link, self.spec.server, self.index, timeout=start_timeout)
+                    connect(
+                        link,
+                        self.spec.server,
+                        self.index,
+                        timeout=start_timeout,
+                        handlers=self._handlers,
+                    )
                 )
-                await self._on_healthy(self, session)
+                await self._owner.replica_healthy(self, session)
                 self._session = session
                 healthy = True
                 self._last_used = anyio.current_time()
@@ -248,12 +276,17 @@ class Replica:
         *,
         timeout: float,
         on_progress: ProgressFn | None = None,
+        origin: object | None = None,
     ) -> dict[str, Any]:
+        """Send a request; `origin` identifies the client call it serves (see `origins`)."""
         session, link = self._session, self._link
         if session is None or link is None or not self.routable:
             raise Unavailable(self.spec.server, f"{self.state}", replica=self.index)
         self.in_flight += 1
         self._last_used = anyio.current_time()
+        call = next(self._calls)
+        if origin is not None:
+            self._origins[call] = origin
         self._notify()
         try:
             return await session.request(method, params, timeout=timeout, on_progress=on_progress)
@@ -265,8 +298,17 @@ class Replica:
             ) from e
         finally:
             self.in_flight -= 1
+            self._origins.pop(call, None)
             self._last_used = anyio.current_time()
             self._notify()
+
+    def origins(self) -> list[object]:
+        """The distinct origins of the calls now in flight here, oldest first."""
+        distinct: list[object] = []
+        for origin in self._origins.values():
+            if all(origin is not seen for seen in distinct):
+                distinct.append(origin)
+        return distinct
 
 
 def _gateway_error(error: BaseException) -> GatewayError | None:

@@ -6,7 +6,8 @@ forwarded as it is, and the SDK's errors become the gateway's own.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+import warnings
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -14,8 +15,20 @@ from typing import Any
 import anyio
 from mcp import ClientSession, MCPError
 from mcp.shared.dispatcher import CallOptions, ProgressFnT
+from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp.shared.jsonrpc_dispatcher import JSONRPCDispatcher
-from mcp.types import CONNECTION_CLOSED, REQUEST_TIMEOUT, Implementation
+from mcp.types import (
+    CONNECTION_CLOSED,
+    REQUEST_TIMEOUT,
+    CreateMessageRequestParams,
+    CreateMessageResult,
+    ElicitRequestParams,
+    ElicitResult,
+    ErrorData,
+    Implementation,
+    ListRootsResult,
+)
+from pydantic import BaseModel
 
 from cua_gateway import __version__
 from cua_gateway.errors import CallTimeout, DownstreamError, ReplicaLost, StartError
@@ -86,14 +99,64 @@ class DownstreamSession:
         )
 
 
+OnNotification = Callable[[str, dict[str, Any]], Awaitable[None]]
+OnRequest = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Handlers:
+    """What to do with what the server sends on its own: notifications, and requests that only
+    a client can answer (sampling, elicitation, roots)."""
+
+    notification: OnNotification
+    request: OnRequest
+
+    def callbacks(self) -> dict[str, Any]:
+        """ClientSession's callbacks, forwarding everything raw (as the server sent it)."""
+
+        async def ask(method: str, params: BaseModel | None, result: type[BaseModel]) -> Any:
+            raw = params.model_dump(by_alias=True, mode="json", exclude_none=True) if params else {}
+            try:
+                return result.model_validate(await self.request(method, raw), by_name=False)
+            except DownstreamError as e:
+                return ErrorData(code=e.code, message=e.error_message, data=e.data)
+
+        async def sampling(_: Any, params: CreateMessageRequestParams) -> Any:
+            return await ask("sampling/createMessage", params, CreateMessageResult)
+
+        async def elicitation(_: Any, params: ElicitRequestParams) -> Any:
+            return await ask("elicitation/create", params, ElicitResult)
+
+        async def roots(_: Any) -> Any:
+            return await ask("roots/list", None, ListRootsResult)
+
+        async def message(message: Any) -> None:
+            if isinstance(message, BaseModel):
+                raw = message.model_dump(by_alias=True, mode="json", exclude_none=True)
+                if raw.get("method") != "notifications/progress":  # delivered per request
+                    await self.notification(str(raw["method"]), raw.get("params") or {})
+
+        return {
+            "sampling_callback": sampling,
+            "elicitation_callback": elicitation,
+            "list_roots_callback": roots,
+            "message_handler": message,
+        }
+
+
 @asynccontextmanager
 async def connect(
-    link: Link, server: str, replica: int, *, timeout: float
+    link: Link, server: str, replica: int, *, timeout: float, handlers: Handlers
 ) -> AsyncIterator[DownstreamSession]:
     """Open a session over `link`; complete the handshake (protocol 2025-11-25) within `timeout`."""
     dispatcher: JSONRPCDispatcher[Any] = JSONRPCDispatcher(link.read, link.write)
     client_info = Implementation(name="cua-gateway", version=__version__)
-    async with ClientSession(dispatcher=dispatcher, client_info=client_info) as session:
+    with warnings.catch_warnings():  # sampling and roots are deprecated in 2026-07-28, not gone
+        warnings.simplefilter("ignore", MCPDeprecationWarning)
+        session = ClientSession(
+            dispatcher=dispatcher, client_info=client_info, **handlers.callbacks()
+        )
+    async with session:
         try:
             with anyio.fail_after(timeout):
                 result = await session.initialize()

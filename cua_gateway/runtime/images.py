@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import deque
 from pathlib import Path
@@ -17,6 +18,7 @@ from cua_gateway.errors import ImageError
 logger = logging.getLogger(__name__)
 
 BUILD_LOG_TAIL = 30  # lines of build output kept for the error message
+DIGEST_LABEL = "io.cua-gateway.build-digest"  # what the image was built from
 
 
 def image_tag(server: str, config: ServerConfig) -> str:
@@ -25,22 +27,40 @@ def image_tag(server: str, config: ServerConfig) -> str:
 
 
 async def ensure_image(api: docker.APIClient, server: str, config: ServerConfig) -> str:
+    """The image's tag, once it is present and — for `build` — built from the context as it is
+    now (a changed file, Dockerfile or build argument rebuilds it)."""
     tag = image_tag(server, config)
-    if await anyio.to_thread.run_sync(_exists, api, tag):
-        return tag
     if config.build is None:
-        await anyio.to_thread.run_sync(_pull, api, server, tag)
-    else:
-        await anyio.to_thread.run_sync(_build, api, server, config, tag)
+        if await anyio.to_thread.run_sync(_labels, api, tag) is None:
+            await anyio.to_thread.run_sync(_pull, api, server, tag)
+        return tag
+    digest = await anyio.to_thread.run_sync(build_digest, config)
+    labels = await anyio.to_thread.run_sync(_labels, api, tag)
+    if labels is None or labels.get(DIGEST_LABEL) != digest:
+        await anyio.to_thread.run_sync(_build, api, server, config, tag, digest)
     return tag
 
 
-def _exists(api: docker.APIClient, tag: str) -> bool:
+def build_digest(config: ServerConfig) -> str:
+    """A digest of everything a build depends on: the context's files and the build settings."""
+    build = config.build
+    assert build is not None
+    root = Path(build.context)
+    digest = hashlib.sha256(repr((build.dockerfile, sorted(build.args.items()))).encode())
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        digest.update(str(path.relative_to(root)).encode() + b"\0")
+        with path.open("rb") as f:
+            digest.update(hashlib.file_digest(f, "sha256").digest())
+    return digest.hexdigest()
+
+
+def _labels(api: docker.APIClient, tag: str) -> dict[str, str] | None:
+    """The image's labels, or None when there is no such image."""
     try:
-        api.inspect_image(tag)  # type: ignore[no-untyped-call]
+        info = api.inspect_image(tag)  # type: ignore[no-untyped-call]
     except docker.errors.ImageNotFound:
-        return False
-    return True
+        return None
+    return dict(info.get("Config", {}).get("Labels") or {})
 
 
 def _pull(api: docker.APIClient, server: str, tag: str) -> None:
@@ -53,7 +73,7 @@ def _pull(api: docker.APIClient, server: str, tag: str) -> None:
         ) from e
 
 
-def _build(api: docker.APIClient, server: str, config: ServerConfig, tag: str) -> None:
+def _build(api: docker.APIClient, server: str, config: ServerConfig, tag: str, digest: str) -> None:
     build = config.build
     assert build is not None
     if not (Path(build.context) / build.dockerfile).is_file():
@@ -67,6 +87,7 @@ def _build(api: docker.APIClient, server: str, config: ServerConfig, tag: str) -
             tag=tag,
             buildargs=dict(build.args),
             network_mode="host",
+            labels={DIGEST_LABEL: digest},
             rm=True,
             forcerm=True,
             decode=True,
@@ -78,7 +99,7 @@ def _build(api: docker.APIClient, server: str, config: ServerConfig, tag: str) -
         raise ImageError(server, tag, f"build failed: {e.explanation}", "\n".join(tail)) from e
     except (docker.errors.BuildError, OSError) as e:
         raise ImageError(server, tag, f"build failed: {e}", "\n".join(tail)) from e
-    if not _exists(api, tag):
+    if _labels(api, tag) is None:
         raise ImageError(
             server, tag, "build failed: " + (tail[-1] if tail else "no output"), "\n".join(tail)
         )

@@ -10,6 +10,7 @@ CUA_REPLICA / CUA_SERVER are echoed back by `whoami`.
 from __future__ import annotations
 
 import argparse
+import base64
 import os
 import signal
 import socket
@@ -19,7 +20,20 @@ from typing import Any
 
 import anyio  # a dependency of mcp
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.types import ToolAnnotations
+from mcp.types import (
+    AudioContent,
+    Completion,
+    EmbeddedResource,
+    EmptyResult,
+    ImageContent,
+    SamplingMessage,
+    SubscribeRequestParams,
+    TextContent,
+    TextResourceContents,
+    ToolAnnotations,
+    UnsubscribeRequestParams,
+)
+from pydantic import BaseModel
 
 FAIL_START_EXIT_CODE = 3
 PROGRESS_INTERVAL = 0.1  # seconds between progress notifications in `slow`
@@ -102,6 +116,139 @@ async def work(seconds: float) -> int:
     """Take `seconds`, then increment the counter: a slow call that must never be repeated."""
     await anyio.sleep(seconds)
     return counter()
+
+
+# --- every other protocol feature the gateway forwards ------------------------------------
+
+PIXEL_PNG = base64.b64encode(
+    bytes.fromhex(
+        "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+        "1f15c4890000000d49444154789c6360f8cf000000030101009a3a6f6b0000000049454e44ae426082"
+    )
+).decode()
+_subscribed: set[str] = set()
+
+
+@mcp.tool(annotations=READ_ONLY)
+def media() -> list[Any]:
+    """An image, an audio clip and an embedded resource, in one result."""
+    return [
+        ImageContent(type="image", data=PIXEL_PNG, mime_type="image/png"),
+        AudioContent(
+            type="audio", data=base64.b64encode(b"RIFF0000WAVE").decode(), mime_type="audio/wav"
+        ),
+        EmbeddedResource(
+            type="resource",
+            resource=TextResourceContents(
+                uri="test://static/greeting", text="hello", mime_type="text/plain"
+            ),
+        ),
+    ]
+
+
+@mcp.tool()
+async def log(level: str, message: str, ctx: Context[Any, Any]) -> str:
+    """Send `message` as a log notification at `level`."""
+    await ctx.log(level, message)  # type: ignore[arg-type]
+    return "logged"
+
+
+@mcp.tool()
+async def ask_llm(prompt: str, ctx: Context[Any, Any]) -> str:
+    """Ask the client's model (sampling) and return its answer."""
+    result = await ctx.session.create_message(
+        messages=[SamplingMessage(role="user", content=TextContent(type="text", text=prompt))],
+        max_tokens=50,
+        related_request_id=ctx.request_id,
+    )
+    content = result.content
+    return content.text if isinstance(content, TextContent) else str(content)
+
+
+class Answer(BaseModel):
+    name: str
+
+
+@mcp.tool()
+async def ask_user(question: str, ctx: Context[Any, Any]) -> str:
+    """Ask the person (elicitation, form mode) for a name."""
+    result = await ctx.elicit(question, Answer)
+    return f"{result.action}:{result.data.name if result.data else ''}"
+
+
+@mcp.tool()
+async def list_roots(ctx: Context[Any, Any]) -> list[str]:
+    """The client's roots."""
+    roots = await ctx.session.list_roots()
+    return [str(r.uri) for r in roots.roots]
+
+
+_grown = 0
+
+
+@mcp.tool()
+async def grow(ctx: Context[Any, Any]) -> str:
+    """Add a new tool `late_N` at runtime, announce the change, and return its name."""
+    global _grown  # noqa: PLW0603 - per-process state is the point of this tool
+    _grown += 1
+    name = f"late_{_grown}"
+
+    def late() -> str:
+        """A tool that did not exist at start-up."""
+        return "late but here"
+
+    mcp.add_tool(late, name=name)
+    await ctx.session.send_tool_list_changed()
+    return name
+
+
+@mcp.tool()
+async def touch(uri: str, ctx: Context[Any, Any]) -> str:
+    """Announce that resource `uri` changed, if someone subscribed to it."""
+    if uri in _subscribed:
+        await ctx.session.send_resource_updated(uri)
+        return "notified"
+    return "nobody subscribed"
+
+
+@mcp.resource("test://static/greeting", mime_type="text/plain")
+def greeting() -> str:
+    """A fixed text resource."""
+    return "hello"
+
+
+@mcp.resource("test://item/{item}")
+def item(item: str) -> str:
+    """A templated resource."""
+    return f"item {item}"
+
+
+@mcp.prompt()
+def greet(name: str) -> str:
+    """A prompt with an argument that completes."""
+    return f"Say hello to {name}."
+
+
+@mcp.completion()
+async def complete(ref: Any, argument: Any, context: Any) -> Completion | None:
+    names = ["alice", "albert", "bob"]
+    return Completion(values=[n for n in names if n.startswith(argument.value)])
+
+
+async def _subscribe(ctx: Any, params: SubscribeRequestParams) -> EmptyResult:
+    _subscribed.add(str(params.uri))
+    return EmptyResult()
+
+
+async def _unsubscribe(ctx: Any, params: UnsubscribeRequestParams) -> EmptyResult:
+    _subscribed.discard(str(params.uri))
+    return EmptyResult()
+
+
+mcp._lowlevel_server.add_request_handler("resources/subscribe", SubscribeRequestParams, _subscribe)
+mcp._lowlevel_server.add_request_handler(
+    "resources/unsubscribe", UnsubscribeRequestParams, _unsubscribe
+)
 
 
 def _parse_args(argv: list[str] | None = None) -> argparse.Namespace:

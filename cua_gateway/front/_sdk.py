@@ -1,0 +1,35 @@
+"""The few places where the front reaches past the mcp SDK's public surface, kept together.
+
+The low-level server hands each handler a per-request `ServerSession`; forwarding raw messages
+to the right client needs its request-scoped channel and its connection, which the SDK keeps in
+private attributes (mcp 2.3). If an SDK release moves them, this module is what changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from mcp.server.connection import Connection
+from mcp.server.context import ServerRequestContext
+from mcp.shared.dispatcher import CallOptions
+
+Context = ServerRequestContext[Any, Any]
+
+
+def connection_of(ctx: Context) -> Connection:
+    connection: Connection = ctx.session._connection
+    return connection
+
+
+async def request_client(
+    ctx: Context, method: str, params: Mapping[str, Any] | None, timeout: float
+) -> dict[str, Any]:
+    """Ask the client on the channel of the request `ctx` belongs to (its own SSE stream)."""
+    options: CallOptions = {"timeout": timeout}
+    return await ctx.session._request_outbound.send_raw_request(method, params, options)
+
+
+async def notify_client(ctx: Context, method: str, params: Mapping[str, Any] | None) -> None:
+    """Notify the client on the channel of the request `ctx` belongs to."""
+    await ctx.session._request_outbound.notify(method, params)

@@ -1,0 +1,101 @@
+"""The connected clients, as the servers' `Upstream`: what a server sends on its own reaches the
+client it concerns — the one whose call caused it, or the subscribers of a resource, or all."""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from mcp import MCPError
+from mcp.server.connection import Connection
+
+from cua_gateway.errors import DownstreamError
+from cua_gateway.front._sdk import Context, connection_of, request_client
+from cua_gateway.pipeline.router import Router
+
+logger = logging.getLogger(__name__)
+
+CLIENT_REQUEST_TIMEOUT = 300.0  # seconds a person may take to answer a sampling or elicitation
+AMBIGUOUS = -32603
+BROADCAST = frozenset(
+    {
+        "notifications/tools/list_changed",
+        "notifications/prompts/list_changed",
+        "notifications/resources/list_changed",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class CallOrigin:
+    """The client request a downstream call serves."""
+
+    ctx: Context
+
+    @property
+    def connection(self) -> Connection:
+        return connection_of(self.ctx)
+
+
+class ClientHub:
+    def __init__(self, router: Router) -> None:
+        self._router = router
+        self._connections: weakref.WeakSet[Connection] = weakref.WeakSet()
+        self._subscribers: dict[str, weakref.WeakSet[Connection]] = {}
+
+    def count(self) -> int:
+        """Client sessions connected now (for metrics)."""
+        return len(self._connections)
+
+    def seen(self, ctx: Context) -> CallOrigin:
+        """Note the client behind a request; the origin to pass along with its calls."""
+        self._connections.add(connection_of(ctx))
+        return CallOrigin(ctx)
+
+    def subscribe(self, ctx: Context, uri: str) -> None:
+        self._subscribers.setdefault(uri, weakref.WeakSet()).add(connection_of(ctx))
+
+    def unsubscribe(self, ctx: Context, uri: str) -> None:
+        self._subscribers.get(uri, weakref.WeakSet()).discard(connection_of(ctx))
+
+    async def notify(
+        self, server: str, method: str, params: Mapping[str, Any] | None, origins: Sequence[object]
+    ) -> None:
+        if method in BROADCAST:
+            targets = list(self._connections)
+        elif method == "notifications/resources/updated" and params:
+            exposed = self._router.exposed_uri(server, str(params.get("uri")))
+            params = {**params, "uri": exposed}
+            targets = list(self._subscribers.get(exposed, ()))
+        elif method == "notifications/message":
+            targets = [o.connection for o in origins if isinstance(o, CallOrigin)][:1]
+            targets = targets or list(self._connections)
+        else:
+            logger.debug("%s: not forwarded: %s", server, method)
+            return
+        for connection in targets:
+            try:
+                await connection.notify(method, params)
+            except Exception as e:
+                logger.debug("could not notify a client of %s: %s", method, e)
+
+    async def request(
+        self, server: str, method: str, params: Mapping[str, Any] | None, origins: Sequence[object]
+    ) -> dict[str, Any]:
+        callers = [o for o in origins if isinstance(o, CallOrigin)]
+        try:
+            if len(callers) == 1:
+                return await request_client(callers[0].ctx, method, params, CLIENT_REQUEST_TIMEOUT)
+            connections = list(self._connections)
+            if not callers and len(connections) == 1:
+                options = {"timeout": CLIENT_REQUEST_TIMEOUT}
+                return await connections[0].send_raw_request(method, params, options)  # type: ignore[arg-type]
+        except MCPError as e:  # the client's own answer goes back to the server as it is
+            raise DownstreamError(server, e.code, e.message, e.data) from e
+        who = f"{len(callers)} clients have calls in flight" if callers else "no call is in flight"
+        raise DownstreamError(
+            server, AMBIGUOUS, f"cannot tell which client should answer {method}: {who}"
+        )

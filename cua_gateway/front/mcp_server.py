@@ -1,0 +1,195 @@
+"""The gateway as one MCP server (the SDK's low-level `Server`): every handler hands the raw
+request to the router and returns the server's raw answer."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from mcp import MCPError
+from mcp.server import Server
+from mcp.server.lowlevel.server import NotificationOptions
+from mcp.server.models import InitializationOptions
+from mcp.shared.exceptions import MCPDeprecationWarning
+
+from cua_gateway import __version__
+from cua_gateway.errors import GatewayError
+from cua_gateway.front._sdk import Context, notify_client
+from cua_gateway.front.clients import ClientHub
+from cua_gateway.front.errors import to_mcp_error
+from cua_gateway.metrics import Metrics
+from cua_gateway.pipeline.router import Router
+
+INSTRUCTIONS = (
+    "cua-gateway serves the tools, prompts and resources of several MCP servers; names may carry "
+    "their server's name as a prefix."
+)
+Work = Callable[[], Awaitable[dict[str, Any]]]
+
+
+class GatewayServer(Server[Any]):
+    """Announces the list changes it forwards."""
+
+    def create_initialization_options(
+        self,
+        notification_options: NotificationOptions | None = None,
+        experimental_capabilities: dict[str, dict[str, Any]] | None = None,
+        extensions: dict[str, dict[str, Any]] | None = None,
+    ) -> InitializationOptions:
+        return super().create_initialization_options(
+            notification_options or NotificationOptions(True, True, True),
+            experimental_capabilities,
+            extensions,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Progress:
+    """Relays a server's progress to the client, under the client's own progress token."""
+
+    ctx: Context
+    token: str | int
+
+    async def __call__(self, progress: float, total: float | None, message: str | None) -> None:
+        params: dict[str, Any] = {"progressToken": self.token, "progress": progress}
+        if total is not None:
+            params["total"] = total
+        if message is not None:
+            params["message"] = message
+        await notify_client(self.ctx, "notifications/progress", params)
+
+
+class _Handlers:
+    def __init__(self, router: Router, hub: ClientHub, metrics: Metrics) -> None:
+        self.router = router
+        self.hub = hub
+        self.metrics = metrics
+
+    async def _guarded(self, ctx: Context, work: Work, server: str = "", tool: str = "") -> Any:
+        """Run `work`, count it, and turn every failure into a JSON-RPC error."""
+        outcome = "ok"
+        try:
+            return await work()
+        except GatewayError as e:
+            outcome = "error"
+            raise to_mcp_error(e) from e
+        except MCPError:
+            outcome = "error"
+            raise
+        finally:
+            self.metrics.requests.labels(ctx.method, server, tool, outcome).inc()
+
+    async def list_tools(self, ctx: Context, _: Any) -> Any:
+        self.hub.seen(ctx)
+        entries = self.router.tools().entries.values()
+        return await self._guarded(ctx, _ready({"tools": [dict(e.definition) for e in entries]}))
+
+    async def call_tool(self, ctx: Context, _: Any) -> Any:
+        origin = self.hub.seen(ctx)
+        params = dict(ctx.params or {})
+        name = str(params.get("name"))
+        meta = params.get("_meta") or {}
+        token = meta.get("progressToken")
+        entry = self.router.tools().entries.get(name)
+        server, tool = (entry.server, entry.original) if entry else ("", name)
+
+        async def call() -> dict[str, Any]:
+            started = time.perf_counter()
+            try:
+                return await self.router.call_tool(
+                    name,
+                    params.get("arguments"),
+                    meta,
+                    on_progress=_Progress(ctx, token) if token is not None else None,
+                    origin=origin,
+                )
+            finally:
+                if entry:
+                    elapsed = time.perf_counter() - started
+                    self.metrics.tool_latency.labels(server, tool).observe(elapsed)
+
+        return await self._guarded(ctx, call, server, tool)
+
+    async def list_prompts(self, ctx: Context, _: Any) -> Any:
+        self.hub.seen(ctx)
+        return await self._guarded(ctx, lambda: _wrap("prompts", self.router.list_prompts()))
+
+    async def get_prompt(self, ctx: Context, _: Any) -> Any:
+        origin = self.hub.seen(ctx)
+        return await self._guarded(ctx, lambda: self.router.get_prompt(ctx.params or {}, origin))
+
+    async def list_resources(self, ctx: Context, _: Any) -> Any:
+        self.hub.seen(ctx)
+        return await self._guarded(ctx, lambda: _wrap("resources", self.router.list_resources()))
+
+    async def list_templates(self, ctx: Context, _: Any) -> Any:
+        self.hub.seen(ctx)
+        listing = self.router.list_resource_templates
+        return await self._guarded(ctx, lambda: _wrap("resourceTemplates", listing()))
+
+    async def read_resource(self, ctx: Context, _: Any) -> Any:
+        return await self._by_uri(ctx, "resources/read")
+
+    async def subscribe(self, ctx: Context, _: Any) -> Any:
+        self.hub.subscribe(ctx, str((ctx.params or {}).get("uri")))
+        return await self._by_uri(ctx, "resources/subscribe")
+
+    async def unsubscribe(self, ctx: Context, _: Any) -> Any:
+        self.hub.unsubscribe(ctx, str((ctx.params or {}).get("uri")))
+        return await self._by_uri(ctx, "resources/unsubscribe")
+
+    async def _by_uri(self, ctx: Context, method: str) -> Any:
+        origin = self.hub.seen(ctx)
+        params = ctx.params or {}
+        return await self._guarded(
+            ctx, lambda: self.router.resource_request(method, params, origin)
+        )
+
+    async def complete(self, ctx: Context, _: Any) -> Any:
+        origin = self.hub.seen(ctx)
+        return await self._guarded(ctx, lambda: self.router.complete(ctx.params or {}, origin))
+
+    async def set_level(self, ctx: Context, _: Any) -> Any:
+        self.hub.seen(ctx)
+
+        async def apply() -> dict[str, Any]:
+            await self.router.set_level(str((ctx.params or {}).get("level")))
+            return {}
+
+        return await self._guarded(ctx, apply)
+
+
+def build_server(router: Router, hub: ClientHub, metrics: Metrics) -> GatewayServer:
+    handlers = _Handlers(router, hub, metrics)
+    with warnings.catch_warnings():  # logging/setLevel is deprecated in 2026-07-28, still served
+        warnings.simplefilter("ignore", MCPDeprecationWarning)
+        return GatewayServer(
+            "cua-gateway",
+            version=__version__,
+            instructions=INSTRUCTIONS,
+            on_list_tools=handlers.list_tools,
+            on_call_tool=handlers.call_tool,
+            on_list_prompts=handlers.list_prompts,
+            on_get_prompt=handlers.get_prompt,
+            on_list_resources=handlers.list_resources,
+            on_list_resource_templates=handlers.list_templates,
+            on_read_resource=handlers.read_resource,
+            on_subscribe_resource=handlers.subscribe,
+            on_unsubscribe_resource=handlers.unsubscribe,
+            on_completion=handlers.complete,
+            on_set_logging_level=handlers.set_level,
+        )
+
+
+def _ready(result: dict[str, Any]) -> Work:
+    async def done() -> dict[str, Any]:
+        return result
+
+    return done
+
+
+async def _wrap(key: str, listing: Awaitable[list[dict[str, Any]]]) -> dict[str, Any]:
+    return {key: await listing}
