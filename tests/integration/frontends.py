@@ -4,6 +4,7 @@ recorder, so tests can see what the servers sent through the gateway."""
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -139,12 +140,15 @@ async def connect(
             command=sys.executable,
             args=["-m", "cua_gateway", "run", "--transport", "stdio", "-c", str(config)],
         )
-        with Path("/dev/null").open("w") as errlog:
-            async with stdio_client(parameters, errlog=errlog) as (read, write):
-                async with recorder.session(read, write) as session:
-                    with anyio.fail_after(START_TIMEOUT):
-                        await session.initialize()
-                    yield session
+        # the gateway's logs go nowhere; opening /dev/null does not block
+        with Path(os.devnull).open("w") as errlog:  # noqa: ASYNC230
+            async with (
+                stdio_client(parameters, errlog=errlog) as (read, write),
+                recorder.session(read, write) as session,
+            ):
+                with anyio.fail_after(START_TIMEOUT):
+                    await session.initialize()
+                yield session
         return
     if transport == "sse":
         streams = sse_client(f"{base}/sse")
