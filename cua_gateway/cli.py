@@ -74,7 +74,7 @@ def _parser() -> argparse.ArgumentParser:
     ls.add_argument("--url", help="the gateway's address (default: from the configuration)")
     run = commands.add_parser("run", help="run the gateway")
     run.add_argument("-c", "--config", help=config_help)
-    run.add_argument("--transport", choices=("stdio", "http"), default="http")
+    run.add_argument("-t", "--transport", choices=("stdio", "http"), default="http")
     run.add_argument("--host", help="address to listen on (default: gateway.host)")
     run.add_argument("--port", type=int, help="port to listen on (default: gateway.port)")
     return parser

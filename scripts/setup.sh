@@ -174,3 +174,15 @@ for vendor in "$ROOT"/servers/*/vendor.sh; do
     [ -e "$vendor" ] || continue
     bash "$vendor"
 done
+
+# --- 7. the MCP Inspector CLI: a real client from another codebase, for the interop tests ----
+INSPECTOR_VERSION=2.12.0
+if [ ! -x "$ROOT/.cua/node/node_modules/.bin/mcp-inspector" ] \
+    || ! grep -q "\"version\": \"$INSPECTOR_VERSION\"" \
+        "$ROOT/.cua/node/node_modules/@modelcontextprotocol/inspector/package.json" 2>/dev/null; then
+    command -v npm >/dev/null 2>&1 || die "npm is needed for the MCP Inspector (install nodejs >= 20)"
+    log "installing the MCP Inspector $INSPECTOR_VERSION"
+    mkdir -p "$ROOT/.cua/node"
+    quiet npm install --no-audit --no-fund --prefix "$ROOT/.cua/node" \
+        "@modelcontextprotocol/inspector@$INSPECTOR_VERSION"
+fi

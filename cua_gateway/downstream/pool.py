@@ -83,6 +83,23 @@ class ServerPool:
         return any(r.routable for r in self.replicas)
 
     @property
+    def settled(self) -> bool:
+        """Whether its tools are known (live or from the last run), or it will not have any."""
+        if self._tools_seen or self.state == "failed":
+            return True
+        return all(r.state in (ReplicaState.FAILED, ReplicaState.STOPPED) for r in self.replicas)
+
+    async def until_settled(self) -> None:
+        """Wait until `settled` (callers bound the wait)."""
+        while True:
+            changes = [r.next_change() for r in self.replicas]
+            if not self._prepared.is_set():
+                changes.append(self._prepared)
+            if self.settled:
+                return
+            await any_change(changes)
+
+    @property
     def idle(self) -> bool:
         """An on-demand server with nothing running: it starts at its next call."""
         return all(r.state is ReplicaState.IDLE for r in self.replicas)

@@ -84,8 +84,12 @@ class _Handlers:
 
     async def list_tools(self, ctx: Context, _: Any) -> Any:
         self.hub.seen(ctx)
-        entries = self.router.tools().entries.values()
-        return await self._guarded(ctx, _ready({"tools": [dict(e.definition) for e in entries]}))
+
+        async def listing() -> dict[str, Any]:
+            entries = (await self.router.settled_tools()).entries.values()
+            return {"tools": [dict(e.definition) for e in entries]}
+
+        return await self._guarded(ctx, listing)
 
     async def call_tool(self, ctx: Context, _: Any) -> Any:
         origin = self.hub.seen(ctx)
@@ -182,13 +186,6 @@ def build_server(router: Router, hub: ClientHub, metrics: Metrics) -> GatewaySer
             on_completion=handlers.complete,
             on_set_logging_level=handlers.set_level,
         )
-
-
-def _ready(result: dict[str, Any]) -> Work:
-    async def done() -> dict[str, Any]:
-        return result
-
-    return done
 
 
 async def _wrap(key: str, listing: Awaitable[list[dict[str, Any]]]) -> dict[str, Any]:

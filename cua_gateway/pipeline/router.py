@@ -22,6 +22,7 @@ from cua_gateway.pipeline.naming import unprefixed_uri
 logger = logging.getLogger(__name__)
 
 LIST_TIMEOUT = 10.0  # seconds a server gets to list its prompts or resources for a client
+CATALOG_WAIT = 30.0  # seconds a first tools/list waits for servers whose tools are not yet known
 MAX_PAGES = 100
 
 
@@ -35,6 +36,16 @@ class Router:
         self._prompts = Names()
 
     # -- tools ------------------------------------------------------------------------------
+
+    async def settled_tools(self) -> Names:
+        """The catalog, after waiting (boundedly) for servers that are starting for the first
+        time: a client that lists tools right after launching the gateway should see them."""
+        with anyio.move_on_after(CATALOG_WAIT):
+            async with anyio.create_task_group() as tasks:
+                for pool in self._pools.values():
+                    if not pool.settled:
+                        tasks.start_soon(pool.until_settled)
+        return self.tools()
 
     def tools(self) -> Names:
         """The aggregate tool catalog (live, or last known for servers still starting)."""
@@ -66,6 +77,8 @@ class Router:
         origin: object | None = None,
     ) -> dict[str, Any]:
         entry = self.tools().entries.get(name)
+        if entry is None:  # perhaps of a server starting for the first time
+            entry = (await self.settled_tools()).entries.get(name)
         if entry is None:
             raise InvalidRequest(f"unknown tool: {name}")
         self._validate(entry, arguments or {})
