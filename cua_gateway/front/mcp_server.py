@@ -14,6 +14,8 @@ from mcp.server import Server
 from mcp.server.lowlevel.server import NotificationOptions
 from mcp.server.models import InitializationOptions
 from mcp.shared.exceptions import MCPDeprecationWarning
+from mcp_types.methods import CACHEABLE_METHODS
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from cua_gateway import __version__
 from cua_gateway.errors import GatewayError
@@ -72,7 +74,7 @@ class _Handlers:
         """Run `work`, count it, and turn every failure into a JSON-RPC error."""
         outcome = "ok"
         try:
-            return await work()
+            return _for_era(ctx, await work())
         except GatewayError as e:
             outcome = "error"
             raise to_mcp_error(e) from e
@@ -186,6 +188,18 @@ def build_server(router: Router, hub: ClientHub, metrics: Metrics) -> GatewaySer
             on_completion=handlers.complete,
             on_set_logging_level=handlers.set_level,
         )
+
+
+def _for_era(ctx: Context, result: dict[str, Any]) -> dict[str, Any]:
+    """Results for 2026-07-28 clients carry `resultType`, and cacheable ones `ttlMs` and
+    `cacheScope`; handshake-era servers do not send them, so the gateway adds what is missing
+    (complete, not cached: the gateway cannot promise a server's result stays valid)."""
+    if ctx.protocol_version not in MODERN_PROTOCOL_VERSIONS:
+        return result
+    filled = {"resultType": "complete", **result}
+    if ctx.method in CACHEABLE_METHODS:
+        filled = {"ttlMs": 0, "cacheScope": "private", **filled}
+    return filled
 
 
 async def _wrap(key: str, listing: Awaitable[list[dict[str, Any]]]) -> dict[str, Any]:

@@ -26,6 +26,23 @@ CATALOG_WAIT = 30.0  # seconds a first tools/list waits for servers whose tools 
 MAX_PAGES = 100
 
 
+ENVELOPE = "io.modelcontextprotocol/"  # per-hop `_meta` keys of protocol 2026-07-28
+
+
+def hop(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Params for the next hop: `_meta` without what belongs to the client's own connection (its
+    progress token, which the gateway replaces, and the 2026-07-28 envelope)."""
+    forwarded = dict(params)
+    meta = forwarded.pop("_meta", None)
+    if isinstance(meta, Mapping):
+        kept = {
+            k: v for k, v in meta.items() if k != "progressToken" and not k.startswith(ENVELOPE)
+        }
+        if kept:
+            forwarded["_meta"] = kept
+    return forwarded
+
+
 class Router:
     def __init__(self, pools: Mapping[str, ServerPool]) -> None:
         self._pools = pools
@@ -84,9 +101,9 @@ class Router:
         self._validate(entry, arguments or {})
         params: dict[str, Any] = {"name": entry.original, "arguments": dict(arguments or {})}
         if meta:
-            params["_meta"] = {k: v for k, v in meta.items() if k != "progressToken"}
+            params["_meta"] = meta
         return await self._pools[entry.server].request(
-            "tools/call", params, on_progress=on_progress, origin=origin
+            "tools/call", hop(params), on_progress=on_progress, origin=origin
         )
 
     def _validate(self, entry: Entry, arguments: Mapping[str, Any]) -> None:
@@ -138,7 +155,7 @@ class Router:
 
     async def get_prompt(self, params: Mapping[str, Any], origin: object | None) -> dict[str, Any]:
         entry = await self._prompt(str(params.get("name")))
-        forwarded = {**params, "name": entry.original}
+        forwarded = hop({**params, "name": entry.original})
         return await self._pools[entry.server].request("prompts/get", forwarded, origin=origin)
 
     async def list_resources(self) -> list[dict[str, Any]]:
@@ -177,7 +194,7 @@ class Router:
         if uri not in self._resources.entries:
             await self.list_resources()
         server, original = self.resolve_uri(uri)
-        forwarded = {**params, "uri": original}
+        forwarded = hop({**params, "uri": original})
         return await self._pools[server].request(method, forwarded, origin=origin)
 
     def exposed_uri(self, server: str, uri: str) -> str:
@@ -197,7 +214,7 @@ class Router:
             if uri not in self._resources.entries:
                 await self.list_resource_templates()
             server, ref["uri"] = self._resolve_template(uri)
-        forwarded = {**params, "ref": ref}
+        forwarded = hop({**params, "ref": ref})
         return await self._pools[server].request("completion/complete", forwarded, origin=origin)
 
     def _resolve_template(self, uri: str) -> tuple[str, str]:

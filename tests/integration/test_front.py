@@ -210,3 +210,20 @@ def test_a_tool_added_at_runtime_is_announced_and_callable(
         assert text(await session.call_tool(late, {})) == "late but here"
 
     run(transport, gateway_url, front_config, scenario)
+
+
+def test_a_2026_07_28_client_lists_and_calls_through_the_gateway(
+    gateway_url: str, front_config: Path
+) -> None:
+    from mcp import Client  # noqa: PLC0415
+
+    async def scenario() -> None:
+        async with Client(f"{gateway_url}/mcp", mode="2026-07-28") as client:
+            names = {t.name for t in (await client.list_tools()).tools}
+            assert {"alpha_echo", "beta_echo"} <= names
+            result = await client.call_tool("beta_echo", {"text": "stateless"})
+            assert text(result) == "stateless"
+            with pytest.raises(MCPError, match=r"alpha: .*no back-channel"):
+                await client.call_tool("alpha_ask_llm", {"prompt": "q"})  # not bridged yet
+
+    anyio.run(scenario)
