@@ -9,9 +9,9 @@ bash scripts/setup.sh
 export PATH="$ROOT/.venv/bin:$PATH"
 
 echo "== ruff format --check" >&2
-ruff format --check cua_gateway tests
+ruff format --check cua_gateway tests servers
 echo "== ruff check" >&2
-ruff check cua_gateway tests
+ruff check cua_gateway tests servers
 echo "== mypy --strict" >&2
 mypy
 echo "== pytest" >&2

@@ -12,6 +12,7 @@ import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -97,6 +98,7 @@ class DockerRuntime:
 
     async def _create(self, api: docker.APIClient, spec: ReplicaSpec) -> str:
         config = spec.config
+        _check_host_paths(spec)
         limits = config.resources
         host_config = api.create_host_config(
             nano_cpus=int(limits.cpu * 1e9) if limits.cpu else None,
@@ -248,6 +250,18 @@ async def _start(
             container_id=container,
         ) from e
     tasks.start_soon(_watch_exit, api, container, exit)
+
+
+def _check_host_paths(spec: ReplicaSpec) -> None:
+    """A read-only mount of a missing host path is a mistake (Docker would mount an empty,
+    root-owned folder in its place); a missing writable one is created, as a folder."""
+    for volume in spec.config.volumes:
+        source = Path(volume.source)
+        if not source.is_absolute() or source.exists():
+            continue
+        if volume.read_only:
+            raise StartError(spec.server, spec.index, f"volume source {source} does not exist")
+        source.mkdir(parents=True, exist_ok=True)
 
 
 def _port(spec: ReplicaSpec) -> int:

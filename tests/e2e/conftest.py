@@ -32,7 +32,7 @@ def shipped_server(
     yaml = YAML(typ="rt")
     document = yaml.load(SHIPPED.read_text())
     document["gateway"]["name"] = gateway
-    document["gateway"]["state_dir"] = f"/tmp/cua-e2e-{gateway}"
+    document["gateway"]["state_dir"] = str(ROOT / ".cua" / "e2e-state")
     document["servers"] = {name: document["servers"][name]}
     if overrides:
         document["servers"][name].update(yaml.load(overrides))

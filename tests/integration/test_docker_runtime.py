@@ -342,3 +342,28 @@ def test_weighted_routing_follows_the_weights(
             assert served == {"0": 15, "1": 5}
 
     anyio.run(scenario)
+
+
+def test_a_missing_read_only_volume_source_fails_the_start_with_its_name(
+    tmp_path: Path, test_image: str, gateway_name: str
+) -> None:
+    loaded = load(
+        tmp_path,
+        f"""
+        gateway: {{name: {gateway_name}}}
+        servers:
+          keyless: {{image: "{test_image}", volumes: ["./no-such-key:/run/secrets/key:ro"],
+                     restart: never}}
+        """,
+    )
+
+    async def scenario() -> None:
+        async with running(loaded) as supervisor:
+            replica = supervisor.pool("keyless").replicas[0]
+            with anyio.fail_after(30):
+                while replica.state is not ReplicaState.FAILED:
+                    await replica.next_change().wait()
+            assert f"volume source {tmp_path}/no-such-key does not exist" in str(replica.last_error)
+
+    anyio.run(scenario)
+    assert not (tmp_path / "no-such-key").exists()

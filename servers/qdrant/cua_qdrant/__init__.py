@@ -1,0 +1,1 @@
+"""cua-gateway's qdrant MCP server: vector search with offline embeddings."""
