@@ -227,3 +227,17 @@ def test_a_2026_07_28_client_lists_and_calls_through_the_gateway(
                 await client.call_tool("alpha_ask_llm", {"prompt": "q"})  # not bridged yet
 
     anyio.run(scenario)
+
+
+def test_a_cancelled_call_is_cancelled_on_the_server_too(
+    transport: str, gateway_url: str, front_config: Path
+) -> None:
+    async def scenario(session: ClientSession, recorder: Recorder) -> None:
+        before = int(text(await session.call_tool("beta_cancellations", {})))
+        with pytest.raises(MCPError):  # the client gives up: it sends notifications/cancelled
+            await session.call_tool("beta_hang", {}, read_timeout_seconds=0.5)
+        with anyio.fail_after(15):
+            while int(text(await session.call_tool("beta_cancellations", {}))) == before:
+                await anyio.lowlevel.checkpoint()
+
+    run(transport, gateway_url, front_config, scenario)

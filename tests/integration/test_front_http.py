@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import anyio
@@ -149,3 +149,67 @@ def test_listening_off_loopback_without_a_token_is_refused(tmp_path: Path) -> No
     )
     assert result.returncode == 1
     assert "refusing to listen on 0.0.0.0 without authentication" in result.stderr
+
+
+def sse_events(lines: list[str]) -> list[dict[str, str]]:
+    events, current = [], {}
+    for line in lines:
+        if not line:
+            if current:
+                events.append(current)
+            current = {}
+            continue
+        field, _, value = line.partition(":")
+        current[field] = current.get(field, "") + value.lstrip()
+    return events
+
+
+def read_events(
+    stream: httpx2.Response, done: Callable[[list[dict[str, str]]], bool]
+) -> list[dict[str, str]]:
+    """SSE events from `stream`, until `done(events)` says enough."""
+    lines: list[str] = []
+    for line in stream.iter_lines():
+        lines.append(line)
+        events = sse_events(lines)
+        if done(events):
+            return events
+    return sse_events([*lines, ""])
+
+
+def test_a_client_that_reconnects_with_last_event_id_loses_nothing(secured: str) -> None:
+    auth = {"Authorization": f"Bearer {TOKEN}", "mcp-protocol-version": "2025-11-25"}
+    with httpx2.Client(headers={**MCP_HEADERS, **auth}, timeout=30) as http:
+        opened = http.post(f"{secured}/mcp", json=INIT)
+        session = {"mcp-session-id": opened.headers["mcp-session-id"]}
+        initialized = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+        http.post(f"{secured}/mcp", json=initialized, headers=session)
+        call = {
+            "jsonrpc": "2.0",
+            "id": 7,
+            "method": "tools/call",
+            "params": {
+                "name": "alpha_slow",
+                "arguments": {"seconds": 1},
+                "_meta": {"progressToken": "p1"},
+            },
+        }
+
+        def progressed(events: list[dict[str, str]]) -> bool:
+            return any("progress" in e.get("data", "") and e.get("id") for e in events)
+
+        with http.stream("POST", f"{secured}/mcp", json=call, headers=session) as stream:
+            seen = read_events(stream, progressed)  # then the connection drops
+        first = next(e for e in seen if "progress" in e.get("data", ""))
+
+        def answered(events: list[dict[str, str]]) -> bool:
+            return any('"id":7' in e.get("data", "").replace(" ", "") for e in events)
+
+        resume = {**session, "Last-Event-ID": first["id"]}
+        with http.stream("GET", f"{secured}/mcp", headers=resume) as stream:
+            replayed = [
+                json.loads(e["data"]) for e in read_events(stream, answered) if e.get("data")
+            ]
+    result = next(m for m in replayed if m.get("id") == 7)
+    assert result["result"]["content"][0]["text"] == "slept 1"
+    assert any(m.get("method") == "notifications/progress" for m in replayed)

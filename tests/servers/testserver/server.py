@@ -127,6 +127,25 @@ PIXEL_PNG = base64.b64encode(
     )
 ).decode()
 _subscribed: set[str] = set()
+_cancelled = 0
+
+
+@mcp.tool()
+async def hang() -> str:
+    """Wait until cancelled; `cancellations` counts how often that happened."""
+    global _cancelled  # noqa: PLW0603 - per-process state is the point of this tool
+    try:
+        await anyio.sleep_forever()
+    except anyio.get_cancelled_exc_class():
+        _cancelled += 1
+        raise
+    return "unreachable"
+
+
+@mcp.tool(annotations=READ_ONLY)
+def cancellations() -> int:
+    """How many `hang` calls were cancelled."""
+    return _cancelled
 
 
 @mcp.tool(annotations=READ_ONLY)
