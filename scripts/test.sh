@@ -14,6 +14,7 @@ echo "== ruff check" >&2
 ruff check cua_gateway tests servers
 echo "== mypy --strict" >&2
 mypy
+mypy servers/*/cua_*/
 echo "== pytest" >&2
 # pytest exits 5 when it collects nothing: that is a failure here too.
 exec pytest "$@"

@@ -1,0 +1,3 @@
+from cua_e2b.server import main
+
+main()

@@ -1,0 +1,3 @@
+from cua_neo4j.server import main
+
+main()
