@@ -1,7 +1,7 @@
 """Echo-call latency and throughput through the gateway, against a direct connection to the same
 server, measured in the same run, over stdio and over streamable HTTP.
 
-    .venv/bin/python bench/proxy_latency.py [--calls 500] [--clients 16] [--write docs/benchmarks.md]
+    .venv/bin/python bench/proxy_latency.py [--calls 500] [--clients 16] [--write FILE]
 
 Sequential calls give p50/p99 latency; `--clients` concurrent sessions give throughput.
 """
@@ -129,11 +129,13 @@ async def measure(calls: int, clients: int) -> list[tuple[str, str, list[float],
         server_port, gateway_port = free_port(), free_port()
         server = subprocess.Popen(
             [sys.executable, str(SERVER), "http", "--port", str(server_port)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         gateway = subprocess.Popen(
             [*GATEWAY, "-c", str(cfg), "--port", str(gateway_port)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         try:
             await wait_http(f"http://127.0.0.1:{server_port}/mcp")
@@ -144,11 +146,17 @@ async def measure(calls: int, clients: int) -> list[tuple[str, str, list[float],
                 ("stdio", direct_stdio, gateway_stdio),
                 ("streamable HTTP", direct_http, gateway_http),
             ):
-                for label, connect, tool in (("direct", direct, "echo"), ("cua-gateway", through, "echo")):
+                for label, connect, tool in (
+                    ("direct", direct, "echo"),
+                    ("cua-gateway", through, "echo"),
+                ):
                     samples = await latency(connect, tool, calls)
                     rate = await throughput(connect, tool, clients, max(calls // clients, 20))
                     rows.append((transport, label, samples, rate))
-                    print(f"{transport:16} {label:12} p50 {statistics.median(samples) * 1e3:.2f} ms", file=sys.stderr)
+                    print(
+                        f"{transport:16} {label:12} p50 {statistics.median(samples) * 1e3:.2f} ms",
+                        file=sys.stderr,
+                    )
         finally:
             for process in (server, gateway):
                 process.terminate()
@@ -157,8 +165,9 @@ async def measure(calls: int, clients: int) -> list[tuple[str, str, list[float],
 
 
 def table(rows: list[tuple[str, str, list[float], float]], clients: int) -> str:
+    head = f"throughput, {clients} clients (calls/s)"
     lines = [
-        f"| transport | path | p50 (ms) | p99 (ms) | p50 vs direct | throughput, {clients} clients (calls/s) |",
+        f"| transport | path | p50 (ms) | p99 (ms) | p50 vs direct | {head} |",
         "|---|---|---|---|---|---|",
     ]
     base: dict[str, float] = {}
@@ -184,7 +193,9 @@ def main() -> None:
     result = table(rows, args.clients)
     print(result)
     if args.write:
-        args.write.write_text(args.write.read_text() + "\n" + result + "\n" if args.write.exists() else result + "\n")
+        args.write.write_text(
+            args.write.read_text() + "\n" + result + "\n" if args.write.exists() else result + "\n"
+        )
 
 
 if __name__ == "__main__":

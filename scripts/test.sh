@@ -9,9 +9,9 @@ bash scripts/setup.sh
 export PATH="$ROOT/.venv/bin:$PATH"
 
 echo "== ruff format --check" >&2
-ruff format --check cua_gateway tests servers
+ruff format --check cua_gateway tests servers bench
 echo "== ruff check" >&2
-ruff check cua_gateway tests servers
+ruff check cua_gateway tests servers bench
 echo "== mypy --strict" >&2
 mypy
 mypy servers/*/cua_*/
