@@ -21,6 +21,7 @@ from cua_gateway.front.clients import ClientHub
 from cua_gateway.front.events import MemoryEventStore
 from cua_gateway.front.guard import Policy, is_loopback
 from cua_gateway.front.http import build_app, mcp_routes, observability_routes
+from cua_gateway.front.inputs import InputBridge
 from cua_gateway.front.mcp_server import build_server
 from cua_gateway.metrics import Metrics
 from cua_gateway.pipeline.router import Router
@@ -41,14 +42,17 @@ class Gateway:
             pool.upstream = self.hub
         self.metrics = Metrics()
         self.metrics.watch(self.supervisor.status, self.hub.count)
-        self.server = build_server(self.router, self.hub, self.metrics)
+        self.inputs = InputBridge()
+        self.server = build_server(self.router, self.hub, self.metrics, self.inputs)
 
     @asynccontextmanager
     async def run(self) -> AsyncIterator[Gateway]:
         for name, reason in self.loaded.disabled.items():
             logger.warning("server %s is disabled: %s", name, reason)
-        async with self.supervisor.run():
+        async with self.supervisor.run(), anyio.create_task_group() as tasks:
+            tasks.start_soon(self.inputs.run)
             yield self
+            tasks.cancel_scope.cancel()
 
     def http_app(self, policy: Policy, manager: StreamableHTTPSessionManager) -> ASGIApp:
         monitoring = self.loaded.config.monitoring

@@ -14,6 +14,7 @@ from mcp.server.connection import Connection
 
 from cua_gateway.errors import DownstreamError
 from cua_gateway.front._sdk import Context, connection_of, request_client
+from cua_gateway.front.inputs import Exchange
 from cua_gateway.pipeline.router import Router
 
 logger = logging.getLogger(__name__)
@@ -34,6 +35,8 @@ class CallOrigin:
     """The client request a downstream call serves."""
 
     ctx: Context
+    exchange: Exchange | None = None
+    """Set for a client without a back-channel (2026-07-28): what its servers ask goes here."""
 
     @property
     def connection(self) -> Connection:
@@ -50,10 +53,10 @@ class ClientHub:
         """Client sessions connected now (for metrics)."""
         return len(self._connections)
 
-    def seen(self, ctx: Context) -> CallOrigin:
+    def seen(self, ctx: Context, exchange: Exchange | None = None) -> CallOrigin:
         """Note the client behind a request; the origin to pass along with its calls."""
         self._connections.add(connection_of(ctx))
-        return CallOrigin(ctx)
+        return CallOrigin(ctx, exchange)
 
     def subscribe(self, ctx: Context, uri: str) -> None:
         self._subscribers.setdefault(uri, weakref.WeakSet()).add(connection_of(ctx))
@@ -87,6 +90,8 @@ class ClientHub:
     ) -> dict[str, Any]:
         callers = [o for o in origins if isinstance(o, CallOrigin)]
         try:
+            if len(callers) == 1 and callers[0].exchange is not None:
+                return await callers[0].exchange.ask(server, method, params)
             if len(callers) == 1:
                 return await request_client(callers[0].ctx, method, params, CLIENT_REQUEST_TIMEOUT)
             connections = list(self._connections)

@@ -3,6 +3,7 @@ request to the router and returns the server's raw answer."""
 
 from __future__ import annotations
 
+import logging
 import time
 import warnings
 from collections.abc import Awaitable, Callable
@@ -22,6 +23,7 @@ from cua_gateway.errors import GatewayError
 from cua_gateway.front._sdk import Context, notify_client
 from cua_gateway.front.clients import ClientHub
 from cua_gateway.front.errors import to_mcp_error
+from cua_gateway.front.inputs import InputBridge
 from cua_gateway.metrics import Metrics
 from cua_gateway.pipeline.router import Router
 
@@ -30,6 +32,7 @@ INSTRUCTIONS = (
     "their server's name as a prefix."
 )
 Work = Callable[[], Awaitable[dict[str, Any]]]
+logger = logging.getLogger(__name__)
 
 
 class GatewayServer(Server[Any]):
@@ -61,14 +64,20 @@ class _Progress:
             params["total"] = total
         if message is not None:
             params["message"] = message
-        await notify_client(self.ctx, "notifications/progress", params)
+        try:
+            await notify_client(self.ctx, "notifications/progress", params)
+        except Exception:  # the client's request is over (it got an InputRequiredResult): drop
+            logger.debug("progress for a finished client request dropped")
 
 
 class _Handlers:
-    def __init__(self, router: Router, hub: ClientHub, metrics: Metrics) -> None:
+    def __init__(
+        self, router: Router, hub: ClientHub, metrics: Metrics, bridge: InputBridge
+    ) -> None:
         self.router = router
         self.hub = hub
         self.metrics = metrics
+        self.bridge = bridge
 
     async def _guarded(self, ctx: Context, work: Work, server: str = "", tool: str = "") -> Any:
         """Run `work`, count it, and turn every failure into a JSON-RPC error."""
@@ -94,8 +103,12 @@ class _Handlers:
         return await self._guarded(ctx, listing)
 
     async def call_tool(self, ctx: Context, _: Any) -> Any:
-        origin = self.hub.seen(ctx)
         params = dict(ctx.params or {})
+        back_channel = ctx.session.can_send_request
+        if not back_channel and "requestState" in params:  # a 2026-07-28 client's retry
+            return await self._guarded(ctx, lambda: self.bridge.resume(params))
+        exchange = None if back_channel else self.bridge.new()
+        origin = self.hub.seen(ctx, exchange)
         name = str(params.get("name"))
         meta = params.get("_meta") or {}
         token = meta.get("progressToken")
@@ -117,6 +130,8 @@ class _Handlers:
                     elapsed = time.perf_counter() - started
                     self.metrics.tool_latency.labels(server, tool).observe(elapsed)
 
+        if exchange is not None:  # what the server asks comes back as an InputRequiredResult
+            return await self._guarded(ctx, lambda: self.bridge.serve(exchange, call), server, tool)
         return await self._guarded(ctx, call, server, tool)
 
     async def list_prompts(self, ctx: Context, _: Any) -> Any:
@@ -168,8 +183,10 @@ class _Handlers:
         return await self._guarded(ctx, apply)
 
 
-def build_server(router: Router, hub: ClientHub, metrics: Metrics) -> GatewayServer:
-    handlers = _Handlers(router, hub, metrics)
+def build_server(
+    router: Router, hub: ClientHub, metrics: Metrics, bridge: InputBridge
+) -> GatewayServer:
+    handlers = _Handlers(router, hub, metrics, bridge)
     with warnings.catch_warnings():  # logging/setLevel is deprecated in 2026-07-28, still served
         warnings.simplefilter("ignore", MCPDeprecationWarning)
         return GatewayServer(

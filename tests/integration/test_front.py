@@ -212,19 +212,30 @@ def test_a_tool_added_at_runtime_is_announced_and_callable(
     run(transport, gateway_url, front_config, scenario)
 
 
-def test_a_2026_07_28_client_lists_and_calls_through_the_gateway(
+def test_a_2026_07_28_client_gets_server_requests_as_input_required_and_its_answers_relayed(
     gateway_url: str, front_config: Path
 ) -> None:
     from mcp import Client  # noqa: PLC0415
 
+    recorder = Recorder()
+
     async def scenario() -> None:
-        async with Client(f"{gateway_url}/mcp", mode="2026-07-28") as client:
+        async with Client(
+            f"{gateway_url}/mcp",
+            mode="2026-07-28",
+            sampling_callback=recorder.sampling,
+            list_roots_callback=recorder.roots,
+        ) as client:
             names = {t.name for t in (await client.list_tools()).tools}
             assert {"alpha_echo", "beta_echo"} <= names
-            result = await client.call_tool("beta_echo", {"text": "stateless"})
-            assert text(result) == "stateless"
-            with pytest.raises(MCPError, match=r"alpha: .*no back-channel"):
-                await client.call_tool("alpha_ask_llm", {"prompt": "q"})  # not bridged yet
+            assert text(await client.call_tool("beta_echo", {"text": "stateless"})) == "stateless"
+            # a handshake-era server asks for sampling during a stateless client's call: the
+            # client gets an InputRequiredResult, answers it, and the answer reaches the server
+            sampled = await client.call_tool("alpha_ask_llm", {"prompt": "two rounds?"})
+            assert text(sampled) == "model says: two rounds?"
+            assert recorder.sampled == ["two rounds?"]
+            roots = await client.call_tool("beta_list_roots", {})
+            assert "file:///work/project" in text(roots)
 
     anyio.run(scenario)
 
