@@ -1,5 +1,6 @@
 """Echo-call latency and throughput through the gateway, against a direct connection to the same
-server, measured in the same run, over stdio and over streamable HTTP.
+server and against FastMCP 4's proxy (the peer; `bash bench/setup-peer.sh` first), measured in
+the same run, over stdio and over streamable HTTP.
 
     .venv/bin/python bench/proxy_latency.py [--calls 500] [--clients 16] [--write FILE]
 
@@ -27,6 +28,10 @@ from mcp.client.streamable_http import streamable_http_client
 ROOT = Path(__file__).resolve().parents[1]
 SERVER = ROOT / "tests" / "servers" / "testserver" / "server.py"
 GATEWAY = [sys.executable, "-m", "cua_gateway", "run"]
+PEER = [
+    str(ROOT / ".cua" / "bench-venv" / "bin" / "python"),
+    str(ROOT / "bench" / "fastmcp_proxy.py"),
+]
 Connect = Callable[[], AbstractAsyncContextManager[ClientSession]]
 
 
@@ -95,6 +100,7 @@ async def _many(
 
     async def hold() -> None:
         async with connect() as session:
+            await session.call_tool("echo", {"text": "warm"})  # the server behind is up
             sessions.append(session)
             if len(sessions) == count:
                 ready.set()
@@ -126,7 +132,8 @@ async def measure(calls: int, clients: int) -> list[tuple[str, str, list[float],
         cfg = config(Path(scratch))
         direct_stdio: Connect = lambda: over_stdio([sys.executable, str(SERVER)])  # noqa: E731
         gateway_stdio: Connect = lambda: over_stdio([*GATEWAY, "-t", "stdio", "-c", str(cfg)])  # noqa: E731
-        server_port, gateway_port = free_port(), free_port()
+        peer_stdio: Connect = lambda: over_stdio([*PEER, sys.executable, str(SERVER), "stdio"])  # noqa: E731
+        server_port, gateway_port, peer_port = free_port(), free_port(), free_port()
         server = subprocess.Popen(
             [sys.executable, str(SERVER), "http", "--port", str(server_port)],
             stdout=subprocess.DEVNULL,
@@ -137,18 +144,26 @@ async def measure(calls: int, clients: int) -> list[tuple[str, str, list[float],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+        peer = subprocess.Popen(
+            [*PEER, sys.executable, str(SERVER), "http", str(peer_port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             await wait_http(f"http://127.0.0.1:{server_port}/mcp")
             await wait_http(f"http://127.0.0.1:{gateway_port}/healthz")
+            await wait_http(f"http://127.0.0.1:{peer_port}/mcp")
+            peer_http: Connect = lambda: over_http(f"http://127.0.0.1:{peer_port}/mcp")  # noqa: E731
             direct_http: Connect = lambda: over_http(f"http://127.0.0.1:{server_port}/mcp")  # noqa: E731
             gateway_http: Connect = lambda: over_http(f"http://127.0.0.1:{gateway_port}/mcp")  # noqa: E731
-            for transport, direct, through in (
-                ("stdio", direct_stdio, gateway_stdio),
-                ("streamable HTTP", direct_http, gateway_http),
+            for transport, direct, through, fastmcp in (
+                ("stdio", direct_stdio, gateway_stdio, peer_stdio),
+                ("streamable HTTP", direct_http, gateway_http, peer_http),
             ):
                 for label, connect, tool in (
                     ("direct", direct, "echo"),
                     ("cua-gateway", through, "echo"),
+                    ("FastMCP 4 proxy", fastmcp, "echo"),
                 ):
                     samples = await latency(connect, tool, calls)
                     rate = await throughput(connect, tool, clients, max(calls // clients, 20))
@@ -158,7 +173,7 @@ async def measure(calls: int, clients: int) -> list[tuple[str, str, list[float],
                         file=sys.stderr,
                     )
         finally:
-            for process in (server, gateway):
+            for process in (server, gateway, peer):
                 process.terminate()
                 process.wait()
     return rows
