@@ -5,12 +5,20 @@ from __future__ import annotations
 
 import logging
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from mcp import MCPError
 from mcp.server.connection import Connection
+from mcp.server.subscriptions import InMemorySubscriptionBus
+from mcp.shared.subscriptions import (
+    PromptsListChanged,
+    ResourcesListChanged,
+    ResourceUpdated,
+    ServerEvent,
+    ToolsListChanged,
+)
 
 from cua_gateway.errors import DownstreamError
 from cua_gateway.front._sdk import Context, connection_of, request_client
@@ -43,9 +51,18 @@ class CallOrigin:
         return connection_of(self.ctx)
 
 
+_LISTEN_EVENTS: dict[str, Callable[[], ServerEvent]] = {
+    "notifications/tools/list_changed": ToolsListChanged,
+    "notifications/prompts/list_changed": PromptsListChanged,
+    "notifications/resources/list_changed": ResourcesListChanged,
+}
+
+
 class ClientHub:
     def __init__(self, router: Router) -> None:
         self._router = router
+        self.listeners = InMemorySubscriptionBus()
+        """2026-07-28 clients get list changes and resource updates on `subscriptions/listen`."""
         self._connections: weakref.WeakSet[Connection] = weakref.WeakSet()
         self._subscribers: dict[str, weakref.WeakSet[Connection]] = {}
 
@@ -69,10 +86,12 @@ class ClientHub:
     ) -> None:
         if method in BROADCAST:
             targets = list(self._connections)
+            await self.listeners.publish(_LISTEN_EVENTS[method]())
         elif method == "notifications/resources/updated" and params:
             exposed = self._router.exposed_uri(server, str(params.get("uri")))
             params = {**params, "uri": exposed}
             targets = list(self._subscribers.get(exposed, ()))
+            await self.listeners.publish(ResourceUpdated(uri=exposed))
         elif method == "notifications/message":
             targets = [o.connection for o in origins if isinstance(o, CallOrigin)][:1]
             targets = targets or list(self._connections)

@@ -14,6 +14,7 @@ from mcp import MCPError
 from mcp.server import Server
 from mcp.server.lowlevel.server import NotificationOptions
 from mcp.server.models import InitializationOptions
+from mcp.server.subscriptions import ListenHandler
 from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp_types.methods import CACHEABLE_METHODS
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
@@ -204,6 +205,7 @@ def build_server(
             on_unsubscribe_resource=handlers.unsubscribe,
             on_completion=handlers.complete,
             on_set_logging_level=handlers.set_level,
+            on_subscriptions_listen=ListenHandler(hub.listeners),
         )
 
 

@@ -252,3 +252,23 @@ def test_a_cancelled_call_is_cancelled_on_the_server_too(
                 await anyio.lowlevel.checkpoint()
 
     run(transport, gateway_url, front_config, scenario)
+
+
+def test_a_2026_07_28_client_hears_of_list_changes_on_subscriptions_listen(
+    gateway_url: str, front_config: Path
+) -> None:
+    from mcp import Client  # noqa: PLC0415
+    from mcp.shared.subscriptions import ToolsListChanged  # noqa: PLC0415
+
+    async def scenario() -> None:
+        async with (
+            Client(f"{gateway_url}/mcp", mode="2026-07-28") as client,
+            client.listen(tools_list_changed=True) as subscription,
+        ):
+            late = text(await client.call_tool("beta_grow", {}))
+            with anyio.fail_after(15):
+                event = await subscription.__anext__()
+            assert isinstance(event, ToolsListChanged)
+            assert late in {t.name for t in (await client.list_tools()).tools}
+
+    anyio.run(scenario)
