@@ -139,7 +139,9 @@ def _ls(loaded: LoadedConfig, args: argparse.Namespace) -> int:
     gateway = loaded.config.gateway
     base = args.url or f"http://{gateway.host}:{gateway.port}"
     try:
-        status = fetch_status(base.rstrip("/") + "/readyz")
+        tokens = loaded.config.auth.bearer_tokens
+        token = tokens[0].get_secret_value() if tokens else None
+        status = fetch_status(base.rstrip("/") + "/readyz", token)
     except OSError as e:
         print(f"cua-gateway: no gateway answers at {base}: {e}", file=sys.stderr)
         return EXIT_UNAVAILABLE

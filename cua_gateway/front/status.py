@@ -10,14 +10,18 @@ from typing import Any
 FETCH_TIMEOUT = 5.0  # seconds to wait for a running gateway's answer
 
 
-def fetch_status(url: str) -> dict[str, Any]:
+def fetch_status(url: str, token: str | None = None) -> dict[str, Any]:
     """The JSON of `/readyz` (which answers 503 while not every server is ready: still a status)."""
     if not url.startswith(("http://", "https://")):
         raise OSError(f"not an http URL: {url}")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    request = urllib.request.Request(url, headers=headers)  # noqa: S310
     try:
-        with urllib.request.urlopen(url, timeout=FETCH_TIMEOUT) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=FETCH_TIMEOUT) as response:  # noqa: S310
             body = response.read()
     except urllib.error.HTTPError as e:
+        if e.code in (401, 403, 421):
+            raise OSError(f"refused ({e.code}): {e.read().decode(errors='replace')}") from e
         body = e.read()
     result: dict[str, Any] = json.loads(body)
     return result
