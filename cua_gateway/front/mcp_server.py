@@ -19,7 +19,7 @@ from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp_types.methods import CACHEABLE_METHODS
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
-from cua_gateway import __version__
+from cua_gateway import __version__, logs
 from cua_gateway.errors import GatewayError
 from cua_gateway.front._sdk import Context, notify_client
 from cua_gateway.front.clients import ClientHub
@@ -81,7 +81,9 @@ class _Handlers:
         self.bridge = bridge
 
     async def _guarded(self, ctx: Context, work: Work, server: str = "", tool: str = "") -> Any:
-        """Run `work`, count it, and turn every failure into a JSON-RPC error."""
+        """Run `work`, count it, and turn every failure into a JSON-RPC error. Log records of
+        the request carry its method, request id, server and tool."""
+        logs.bind(method=ctx.method, request_id=ctx.request_id, server=server, tool=tool)
         outcome = "ok"
         try:
             return _for_era(ctx, await work())
