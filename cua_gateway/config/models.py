@@ -175,3 +175,17 @@ class GatewayConfig(StrictModel):
     llm: LLMConfig = Field(default_factory=LLMConfig)
     auth: AuthConfig = Field(default_factory=AuthConfig)
     monitoring: MonitoringConfig = Field(default_factory=MonitoringConfig)
+
+    @model_validator(mode="after")
+    def _prefixes_unique(self) -> GatewayConfig:
+        """Two servers under one prefix would make `prefix_tool` names ambiguous."""
+        owners: dict[str, str] = {}
+        for name, server in self.servers.items():
+            prefix = server.prefix.name or name
+            if prefix in owners:
+                raise ValueError(
+                    f"servers {owners[prefix]} and {name} both use the prefix {prefix!r}; "
+                    "give one of them another prefix.name"
+                )
+            owners[prefix] = name
+        return self

@@ -273,3 +273,10 @@ def test_explicitly_disabled_server_says_so(load: Load) -> None:
 def test_missing_file_is_its_own_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigFileError, match="No such file"):
         load_config(tmp_path / "absent.yml", {})
+
+
+def test_two_servers_under_one_prefix_is_a_load_time_error(load: Load) -> None:
+    [problem] = problems_of(
+        load, "servers:\n  a: {image: a, prefix: shared}\n  b: {image: b, prefix: shared}\n"
+    )
+    assert "servers a and b both use the prefix 'shared'" in problem
