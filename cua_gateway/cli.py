@@ -21,6 +21,7 @@ from cua_gateway.errors import ConfigError, ConfigFileError, GatewayError
 from cua_gateway.front.status import fetch_status, status_table
 from cua_gateway.gateway import serve_http, serve_stdio
 from cua_gateway.runtime.docker import owner_id
+from cua_gateway.runtime.images import build_images
 from cua_gateway.runtime.registry import Runtimes
 
 EXIT_OK = 0
@@ -58,6 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     if args.command == "ls":
         return _ls(loaded, args)
+    if args.command == "build":
+        return _build(loaded, args.servers)
     return _run(loaded, args)
 
 
@@ -69,6 +72,9 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="validate the configuration and list its servers")
     check.add_argument("-c", "--config", help=config_help)
     commands.add_parser("schema", help="print the JSON Schema of gateway.yml")
+    build = commands.add_parser("build", help="build (or pull) the images of container servers")
+    build.add_argument("-c", "--config", help=config_help)
+    build.add_argument("servers", nargs="*", help="only these servers (default: all)")
     ls = commands.add_parser("ls", help="show the servers and replicas of a running gateway")
     ls.add_argument("-c", "--config", help=config_help)
     ls.add_argument("--url", help="the gateway's address (default: from the configuration)")
@@ -146,6 +152,29 @@ def _ls(loaded: LoadedConfig, args: argparse.Namespace) -> int:
         print(f"cua-gateway: no gateway answers at {base}: {e}", file=sys.stderr)
         return EXIT_UNAVAILABLE
     print(status_table(status))
+    return EXIT_OK
+
+
+def _build(loaded: LoadedConfig, names: Sequence[str]) -> int:
+    """Make sure every container server's image is there and current, whether or not the
+    server is enabled now (its secrets may come later)."""
+    logs.configure(loaded.config.monitoring.log_level, "text")
+    unknown = [n for n in names if n not in loaded.config.servers]
+    if unknown:
+        print(f"cua-gateway: no such server: {', '.join(unknown)}", file=sys.stderr)
+        return EXIT_USAGE
+    wanted = {
+        name: server
+        for name, server in loaded.config.servers.items()
+        if server.runtime == "docker" and (not names or name in names)
+    }
+    try:
+        built = anyio.run(build_images, wanted)
+    except GatewayError as e:
+        print(f"cua-gateway: {e}", file=sys.stderr)
+        return EXIT_FAILURE
+    for name, tag in built.items():
+        print(f"{name}: {tag}")
     return EXIT_OK
 
 

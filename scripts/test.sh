@@ -15,6 +15,8 @@ ruff check cua_gateway tests servers bench
 echo "== mypy --strict" >&2
 mypy
 mypy servers/*/cua_*/
+echo "== images of the shipped servers" >&2
+cua-gateway build -c gateway.yml   # before the tests, so no test waits for a build
 echo "== pytest" >&2
 # pytest exits 5 when it collects nothing: that is a failure here too.
 exec pytest "$@"

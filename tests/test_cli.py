@@ -117,3 +117,8 @@ def test_schema_rejects_what_check_rejects(capsys: pytest.CaptureFixture[str]) -
         jsonschema.validate({"servers": {"x": {"image": "x", "replcas": 2}}}, schema)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"cache": {"backend": "memcached"}}, schema)
+
+
+def test_build_names_an_unknown_server(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["build", "-c", str(ROOT / "gateway.yml"), "nonexistent"]) == EXIT_USAGE
+    assert "no such server: nonexistent" in capsys.readouterr().err

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import deque
+from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,7 @@ import docker
 import docker.errors
 
 from cua_gateway.config.server import ServerConfig
-from cua_gateway.errors import ImageError
+from cua_gateway.errors import GatewayError, ImageError
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +41,18 @@ async def ensure_image(api: docker.APIClient, server: str, config: ServerConfig)
     if labels is None or labels.get(DIGEST_LABEL) != digest:
         await anyio.to_thread.run_sync(_build, api, server, config, tag, digest)
     return tag
+
+
+async def build_images(servers: Mapping[str, ServerConfig]) -> dict[str, str]:
+    """`ensure_image` for each server, one after the other (builds share two cores); the tags."""
+    try:
+        api = await anyio.to_thread.run_sync(partial(docker.APIClient, version="auto"))
+    except docker.errors.DockerException as e:
+        raise GatewayError(f"Docker is not reachable: {e}") from e
+    try:
+        return {name: await ensure_image(api, name, config) for name, config in servers.items()}
+    finally:
+        api.close()
 
 
 def build_digest(config: ServerConfig) -> str:
