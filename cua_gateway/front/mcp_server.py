@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import time
 import warnings
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,10 +80,10 @@ class _Handlers:
         self.metrics = metrics
         self.bridge = bridge
 
-    async def _guarded(self, ctx: Context, work: Work, server: str = "", tool: str = "") -> Any:
-        """Run `work`, count it, and turn every failure into a JSON-RPC error. Log records of
-        the request carry its method, request id, server and tool."""
-        logs.bind(method=ctx.method, request_id=ctx.request_id, server=server, tool=tool)
+    async def _guarded(self, ctx: Context, work: Work, labels: Sequence[str] = ("", "")) -> Any:
+        """Run `work`, count it under (server, tool) `labels` — read when it is done, since a
+        call learns its server on the way — and turn every failure into a JSON-RPC error."""
+        logs.bind(method=ctx.method, request_id=ctx.request_id)
         outcome = "ok"
         try:
             return _for_era(ctx, await work())
@@ -94,6 +94,7 @@ class _Handlers:
             outcome = "error"
             raise
         finally:
+            server, tool = labels
             self.metrics.requests.labels(ctx.method, server, tool, outcome).inc()
 
     async def list_tools(self, ctx: Context, _: Any) -> Any:
@@ -115,27 +116,28 @@ class _Handlers:
         name = str(params.get("name"))
         meta = params.get("_meta") or {}
         token = meta.get("progressToken")
-        entry = self.router.tools().entries.get(name)
-        server, tool = (entry.server, entry.original) if entry else ("", name)
+        labels = ["", name]
 
         async def call() -> dict[str, Any]:
+            entry = await self.router.tool(name)
+            labels[:] = [entry.server, entry.original]
+            logs.bind(server=entry.server, tool=entry.original)
             started = time.perf_counter()
             try:
                 return await self.router.call_tool(
-                    name,
+                    entry,
                     params.get("arguments"),
                     meta,
                     on_progress=_Progress(ctx, token) if token is not None else None,
                     origin=origin,
                 )
             finally:
-                if entry:
-                    elapsed = time.perf_counter() - started
-                    self.metrics.tool_latency.labels(server, tool).observe(elapsed)
+                elapsed = time.perf_counter() - started
+                self.metrics.tool_latency.labels(entry.server, entry.original).observe(elapsed)
 
         if exchange is not None:  # what the server asks comes back as an InputRequiredResult
-            return await self._guarded(ctx, lambda: self.bridge.serve(exchange, call), server, tool)
-        return await self._guarded(ctx, call, server, tool)
+            return await self._guarded(ctx, lambda: self.bridge.serve(exchange, call), labels)
+        return await self._guarded(ctx, call, labels)
 
     async def list_prompts(self, ctx: Context, _: Any) -> Any:
         self.hub.seen(ctx)

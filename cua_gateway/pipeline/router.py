@@ -84,20 +84,26 @@ class Router:
             self._validators.clear()
         return self._tools[1]
 
+    async def tool(self, name: str) -> Entry:
+        """The catalog entry of tool `name`, waiting if need be for servers starting for the
+        first time (their tools are not known yet)."""
+        entry = self.tools().entries.get(name)
+        if entry is None:
+            entry = (await self.settled_tools()).entries.get(name)
+        if entry is None:
+            raise InvalidRequest(f"unknown tool: {name}")
+        return entry
+
     async def call_tool(
         self,
-        name: str,
+        entry: Entry,
         arguments: Mapping[str, Any] | None,
         meta: Mapping[str, Any] | None,
         *,
         on_progress: ProgressFn | None = None,
         origin: object | None = None,
     ) -> dict[str, Any]:
-        entry = self.tools().entries.get(name)
-        if entry is None:  # perhaps of a server starting for the first time
-            entry = (await self.settled_tools()).entries.get(name)
-        if entry is None:
-            raise InvalidRequest(f"unknown tool: {name}")
+        """Validate the arguments against the tool's schema, then call it on its server."""
         self._validate(entry, arguments or {})
         params: dict[str, Any] = {"name": entry.original, "arguments": dict(arguments or {})}
         if meta:

@@ -213,3 +213,20 @@ def test_a_client_that_reconnects_with_last_event_id_loses_nothing(secured: str)
     result = next(m for m in replayed if m.get("id") == 7)
     assert result["result"]["content"][0]["text"] == "slept 1"
     assert any(m.get("method") == "notifications/progress" for m in replayed)
+
+
+def test_in_stdio_mode_metrics_are_served_on_the_metrics_port(tmp_path: Path) -> None:
+    port = free_port()
+    config = write_config(tmp_path, f"monitoring: {{metrics_port: {port}}}\n")
+
+    async def scenario() -> None:
+        async with connect("stdio", Recorder(), config=config) as session:
+            await session.call_tool("alpha_echo", {"text": "counted"})
+            async with httpx2.AsyncClient() as http:
+                metrics = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+                ready = (await http.get(f"http://127.0.0.1:{port}/readyz")).json()
+        assert 'server="alpha",tool="echo"' in metrics, metrics
+        assert "cua_gateway_active_sessions 1.0" in metrics
+        assert ready["servers"]["alpha"]["ready"] is True
+
+    anyio.run(scenario)
