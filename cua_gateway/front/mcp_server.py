@@ -22,7 +22,7 @@ from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from cua_gateway import __version__, logs
 from cua_gateway.errors import GatewayError
 from cua_gateway.front._sdk import Context, notify_client
-from cua_gateway.front.clients import ClientHub
+from cua_gateway.front.clients import CallOrigin, ClientHub
 from cua_gateway.front.errors import to_mcp_error
 from cua_gateway.front.inputs import InputBridge
 from cua_gateway.metrics import Metrics
@@ -144,8 +144,25 @@ class _Handlers:
         return await self._guarded(ctx, lambda: _wrap("prompts", self.router.list_prompts()))
 
     async def get_prompt(self, ctx: Context, _: Any) -> Any:
-        origin = self.hub.seen(ctx)
-        return await self._guarded(ctx, lambda: self.router.get_prompt(ctx.params or {}, origin))
+        params = dict(ctx.params or {})
+
+        def get(origin: CallOrigin) -> Work:
+            return lambda: self.router.get_prompt(params, origin)
+
+        return await self._interactive(ctx, params, get)
+
+    async def _interactive(
+        self, ctx: Context, params: dict[str, Any], work: Callable[[CallOrigin], Work]
+    ) -> Any:
+        """A request whose server may ask the client something (prompts/get, resources/read):
+        for a client without a back-channel, through the era bridge."""
+        if ctx.session.can_send_request:
+            return await self._guarded(ctx, work(self.hub.seen(ctx)))
+        if "requestState" in params:
+            return await self._guarded(ctx, lambda: self.bridge.resume(params))
+        exchange = self.bridge.new()
+        started = work(self.hub.seen(ctx, exchange))
+        return await self._guarded(ctx, lambda: self.bridge.serve(exchange, started))
 
     async def list_resources(self, ctx: Context, _: Any) -> Any:
         self.hub.seen(ctx)
@@ -157,7 +174,12 @@ class _Handlers:
         return await self._guarded(ctx, lambda: _wrap("resourceTemplates", listing()))
 
     async def read_resource(self, ctx: Context, _: Any) -> Any:
-        return await self._by_uri(ctx, "resources/read")
+        params = dict(ctx.params or {})
+
+        def read(origin: CallOrigin) -> Work:
+            return lambda: self.router.resource_request("resources/read", params, origin)
+
+        return await self._interactive(ctx, params, read)
 
     async def subscribe(self, ctx: Context, _: Any) -> Any:
         self.hub.subscribe(ctx, str((ctx.params or {}).get("uri")))

@@ -236,6 +236,8 @@ def test_a_2026_07_28_client_gets_server_requests_as_input_required_and_its_answ
             assert recorder.sampled == ["two rounds?"]
             roots = await client.call_tool("beta_list_roots", {})
             assert "file:///work/project" in text(roots)
+            prompt = await client.get_prompt("alpha_briefed", {"topic": "the plan"})
+            assert prompt.messages[0].content.text == "Brief: model says: the plan"  # type: ignore[union-attr]
 
     anyio.run(scenario)
 

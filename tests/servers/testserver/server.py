@@ -248,6 +248,18 @@ def greet(name: str) -> str:
     return f"Say hello to {name}."
 
 
+@mcp.prompt()
+async def briefed(topic: str, ctx: Context[Any, Any]) -> str:
+    """A prompt that asks the client's model (sampling) before it answers."""
+    result = await ctx.session.create_message(
+        messages=[SamplingMessage(role="user", content=TextContent(type="text", text=topic))],
+        max_tokens=50,
+        related_request_id=ctx.request_id,
+    )
+    content = result.content
+    return f"Brief: {content.text if isinstance(content, TextContent) else content}"
+
+
 @mcp.completion()
 async def complete(ref: Any, argument: Any, context: Any) -> Completion | None:
     names = ["alice", "albert", "bob"]
