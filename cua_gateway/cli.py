@@ -13,6 +13,7 @@ from pathlib import Path
 import anyio
 
 from cua_gateway import __version__, logs
+from cua_gateway._table import table
 from cua_gateway.config import LoadedConfig, load_config
 from cua_gateway.config.quantities import format_bytes
 from cua_gateway.config.schema import json_schema
@@ -109,12 +110,7 @@ def server_table(loaded: LoadedConfig) -> str:
             rows.append((name, "?", "?", "?", "?", f"disabled: {reason}"))
     if len(rows) == 1:
         return "no servers configured"
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
-    lines = [
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1]
-        for row in rows
-    ]
-    return "\n".join(line.rstrip() for line in lines)
+    return table(rows)
 
 
 def _source(server: ServerConfig, base: Path) -> str:

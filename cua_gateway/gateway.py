@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 
 import anyio
@@ -113,12 +113,21 @@ def _uvicorn(app: ASGIApp, shutdown_timeout: float) -> uvicorn.Server:
     return _EmbeddedServer(config)
 
 
-async def _until_signal(scope: anyio.CancelScope) -> None:
+async def _on_signals(stop: Callable[[], None]) -> None:
+    """Call `stop` at every SIGINT or SIGTERM."""
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for signum in signals:
             logger.info("received %s, shutting down", signal.Signals(signum).name)
-            scope.cancel()
-            return
+            stop()
+
+
+def _stop_server(server: uvicorn.Server) -> Callable[[], None]:
+    def stop() -> None:
+        if server.should_exit:  # a second signal: stop waiting for open connections
+            server.force_exit = True
+        server.should_exit = True
+
+    return stop
 
 
 async def serve_http(loaded: LoadedConfig, runtimes: Runtimes, host: str, port: int) -> None:
@@ -131,19 +140,10 @@ async def serve_http(loaded: LoadedConfig, runtimes: Runtimes, host: str, port: 
         server = _uvicorn(gateway.http_app(policy, manager), loaded.config.gateway.shutdown_timeout)
         logger.info("serving MCP at http://%s:%d/mcp (and /sse)", host, port)
         async with anyio.create_task_group() as tasks:
-            tasks.start_soon(_stop_on_signal, server)
+            tasks.start_soon(_on_signals, _stop_server(server))
             await server.serve(sockets=[sock])
             tasks.cancel_scope.cancel()
     logger.info("stopped")
-
-
-async def _stop_on_signal(server: uvicorn.Server) -> None:
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for signum in signals:
-            if server.should_exit:  # a second signal: stop waiting for open connections
-                server.force_exit = True
-            logger.info("received %s, shutting down", signal.Signals(signum).name)
-            server.should_exit = True
 
 
 async def serve_stdio(loaded: LoadedConfig, runtimes: Runtimes) -> None:
@@ -151,7 +151,7 @@ async def serve_stdio(loaded: LoadedConfig, runtimes: Runtimes) -> None:
     signal comes; metrics and health go to `monitoring.metrics_port` when one is set."""
     gateway = Gateway(loaded, runtimes)
     async with gateway.run(), anyio.create_task_group() as tasks:
-        tasks.start_soon(_until_signal, tasks.cancel_scope)
+        tasks.start_soon(_on_signals, tasks.cancel_scope.cancel)
         port = loaded.config.monitoring.metrics_port
         if port is not None:
             tasks.start_soon(_serve_observability, gateway, port)

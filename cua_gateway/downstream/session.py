@@ -10,7 +10,8 @@ import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
+from typing import Any, Protocol
 
 import anyio
 from mcp import ClientSession, MCPError
@@ -77,17 +78,7 @@ class DownstreamSession:
         await self.request("ping", None, timeout=timeout)
 
     async def list_tools(self, timeout: float) -> list[dict[str, Any]]:
-        tools: list[dict[str, Any]] = []
-        cursor: str | None = None
-        for _ in range(MAX_PAGES):
-            page = await self.request(
-                "tools/list", {"cursor": cursor} if cursor else None, timeout=timeout
-            )
-            tools.extend(page.get("tools", []))
-            cursor = page.get("nextCursor")
-            if not cursor:
-                break
-        return tools
+        return await list_all(partial(self.request, timeout=timeout), "tools/list", "tools")
 
     def _translate(self, error: MCPError, method: str, timeout: float) -> Exception:
         if error.code == CONNECTION_CLOSED:
@@ -97,6 +88,23 @@ class DownstreamSession:
         return DownstreamError(
             self.server, error.code, error.message, error.data, replica=self.replica
         )
+
+
+class Requester(Protocol):
+    async def __call__(self, method: str, params: Mapping[str, Any] | None) -> dict[str, Any]: ...
+
+
+async def list_all(request: Requester, method: str, key: str) -> list[dict[str, Any]]:
+    """Every page of a paginated list (`key` holds each page's items)."""
+    items: list[dict[str, Any]] = []
+    cursor: str | None = None
+    for _ in range(MAX_PAGES):
+        page = await request(method, {"cursor": cursor} if cursor else None)
+        items.extend(page.get(key, []))
+        cursor = page.get("nextCursor")
+        if not cursor:
+            break
+    return items
 
 
 OnNotification = Callable[[str, dict[str, Any]], Awaitable[None]]

@@ -7,6 +7,8 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from cua_gateway._table import table
+
 FETCH_TIMEOUT = 5.0  # seconds to wait for a running gateway's answer
 
 
@@ -49,9 +51,4 @@ def status_table(status: dict[str, Any]) -> str:
                 )
             )
             first = False
-    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]) - 1)]
-    lines = [
-        "  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)) + "  " + str(row[-1])
-        for row in rows
-    ]
-    return "\n".join(line.rstrip() for line in lines)
+    return table(rows)

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from functools import partial
 from typing import Any
 
 import anyio
 import jsonschema
 
 from cua_gateway.downstream.pool import ServerPool
-from cua_gateway.downstream.session import ProgressFn
+from cua_gateway.downstream.session import ProgressFn, list_all
 from cua_gateway.errors import GatewayError, InvalidRequest
 from cua_gateway.pipeline.catalog import Entry, Names, aggregate, allowed
 from cua_gateway.pipeline.naming import unprefixed_uri
@@ -23,7 +24,6 @@ logger = logging.getLogger(__name__)
 
 LIST_TIMEOUT = 10.0  # seconds a server gets to list its prompts or resources for a client
 CATALOG_WAIT = 30.0  # seconds a first tools/list waits for servers whose tools are not yet known
-MAX_PAGES = 100
 
 
 ENVELOPE = "io.modelcontextprotocol/"  # per-hop `_meta` keys of protocol 2026-07-28
@@ -132,7 +132,9 @@ class Router:
 
         async def one(name: str, pool: ServerPool) -> None:
             try:
-                found[name] = await self._list_all(pool, method, key)
+                found[name] = await list_all(
+                    partial(pool.request, timeout=LIST_TIMEOUT), method, key
+                )
             except GatewayError as e:  # fail open: one broken server must not hide the others
                 logger.warning("%s: %s failed: %s", name, method, e)
 
@@ -141,19 +143,6 @@ class Router:
                 if pool.ready and capability in pool.capabilities:
                     tasks.start_soon(one, name, pool)
         return [(n, p.config, found[n]) for n, p in self._pools.items() if n in found]
-
-    @staticmethod
-    async def _list_all(pool: ServerPool, method: str, key: str) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
-        cursor: str | None = None
-        for _ in range(MAX_PAGES):
-            params = {"cursor": cursor} if cursor else None
-            page = await pool.request(method, params, timeout=LIST_TIMEOUT)
-            items.extend(page.get(key, []))
-            cursor = page.get("nextCursor")
-            if not cursor:
-                break
-        return items
 
     async def list_prompts(self) -> list[dict[str, Any]]:
         self._prompts = aggregate(await self._gather("prompts", "prompts/list", "prompts"))
