@@ -7,6 +7,7 @@ import signal
 import socket
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from functools import partial
 
 import anyio
 import uvicorn
@@ -22,7 +23,8 @@ from cua_gateway.front.events import MemoryEventStore
 from cua_gateway.front.guard import Policy, is_loopback
 from cua_gateway.front.http import build_app, mcp_routes, observability_routes
 from cua_gateway.front.inputs import InputBridge
-from cua_gateway.front.mcp_server import build_server
+from cua_gateway.front.lane import ExpressLane
+from cua_gateway.front.mcp_server import Handlers, build_server
 from cua_gateway.metrics import Metrics
 from cua_gateway.pipeline.router import Router
 from cua_gateway.runtime.registry import Runtimes
@@ -43,7 +45,8 @@ class Gateway:
         self.metrics = Metrics()
         self.metrics.watch(self.supervisor.status, self.hub.count)
         self.inputs = InputBridge()
-        self.server = build_server(self.router, self.hub, self.metrics, self.inputs)
+        self.handlers = Handlers(self.router, self.hub, self.metrics, self.inputs)
+        self.server = build_server(self.handlers, self.hub)
 
     @asynccontextmanager
     async def run(self) -> AsyncIterator[Gateway]:
@@ -54,10 +57,13 @@ class Gateway:
             yield self
             tasks.cancel_scope.cancel()
 
-    def http_app(self, policy: Policy, manager: StreamableHTTPSessionManager) -> ASGIApp:
+    def http_app(
+        self, policy: Policy, manager: StreamableHTTPSessionManager, events: MemoryEventStore
+    ) -> ASGIApp:
         monitoring = self.loaded.config.monitoring
+        lane = partial(ExpressLane, handlers=self.handlers, hub=self.hub, events=events)
         routes = [
-            *mcp_routes(self.server, manager),
+            *mcp_routes(self.server, manager, lane),
             *observability_routes(
                 self.supervisor.status, self.metrics, monitoring.prometheus_endpoint
             ),
@@ -137,9 +143,11 @@ async def serve_http(loaded: LoadedConfig, runtimes: Runtimes, host: str, port: 
     policy = http_policy(loaded, host)
     sock = _listen(host, port)
     gateway = Gateway(loaded, runtimes)
-    manager = StreamableHTTPSessionManager(gateway.server, event_store=MemoryEventStore())
+    events = MemoryEventStore()
+    manager = StreamableHTTPSessionManager(gateway.server, event_store=events)
     async with gateway.run(), manager.run():
-        server = _uvicorn(gateway.http_app(policy, manager), loaded.config.gateway.shutdown_timeout)
+        app = gateway.http_app(policy, manager, events)
+        server = _uvicorn(app, loaded.config.gateway.shutdown_timeout)
         logger.info("serving MCP at http://%s:%d/mcp (and /sse)", host, port)
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(_on_signals, _stop_server(server))

@@ -12,7 +12,10 @@ from typing import Any
 
 from mcp.server.connection import Connection
 from mcp.server.context import ServerRequestContext
+from mcp.server.streamable_http import MCP_SESSION_ID_HEADER
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.shared.dispatcher import CallOptions
+from starlette.requests import Request
 
 Context = ServerRequestContext[Any, Any]
 
@@ -33,3 +36,17 @@ async def request_client(
 async def notify_client(ctx: Context, method: str, params: Mapping[str, Any] | None) -> None:
     """Notify the client on the channel of the request `ctx` belongs to."""
     await ctx.session._request_outbound.notify(method, params)
+
+
+def session_of(ctx: Context) -> str | None:
+    """The streamable HTTP session id of the request `ctx` belongs to, if it came that way."""
+    request = ctx.request
+    if isinstance(request, Request):
+        return request.headers.get(MCP_SESSION_ID_HEADER)
+    return None
+
+
+def session_open(manager: StreamableHTTPSessionManager, session_id: str) -> bool:
+    """Whether the manager still serves the session (not ended by DELETE nor expired)."""
+    transport = manager._server_instances.get(session_id)
+    return transport is not None and not transport.is_terminated

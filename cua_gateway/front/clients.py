@@ -7,7 +7,7 @@ import logging
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from mcp import MCPError
 from mcp.server.connection import Connection
@@ -21,7 +21,7 @@ from mcp.shared.subscriptions import (
 )
 
 from cua_gateway.errors import DownstreamError
-from cua_gateway.front._sdk import Context, connection_of, request_client
+from cua_gateway.front._sdk import Context, connection_of, request_client, session_of
 from cua_gateway.front.inputs import Exchange
 from cua_gateway.pipeline.router import Router
 
@@ -38,17 +38,42 @@ BROADCAST = frozenset(
 )
 
 
+@runtime_checkable
+class Origin(Protocol):
+    """The client request a downstream call serves: where what its server says goes."""
+
+    @property
+    def connection(self) -> Connection:
+        """The client's session (for what concerns the session, e.g. log messages)."""
+        ...
+
+    @property
+    def exchange(self) -> Exchange | None:
+        """Set for a client without a back-channel (2026-07-28): what its servers ask goes here."""
+        ...
+
+    async def ask(
+        self, method: str, params: Mapping[str, Any] | None, timeout: float
+    ) -> dict[str, Any]:
+        """Send a request to the client on the channel of this call, and return its answer."""
+        ...
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class CallOrigin:
-    """The client request a downstream call serves."""
+    """A request the SDK's server runner serves (`ctx`)."""
 
     ctx: Context
     exchange: Exchange | None = None
-    """Set for a client without a back-channel (2026-07-28): what its servers ask goes here."""
 
     @property
     def connection(self) -> Connection:
         return connection_of(self.ctx)
+
+    async def ask(
+        self, method: str, params: Mapping[str, Any] | None, timeout: float
+    ) -> dict[str, Any]:
+        return await request_client(self.ctx, method, params, timeout)
 
 
 _LISTEN_EVENTS: dict[str, Callable[[], ServerEvent]] = {
@@ -64,6 +89,7 @@ class ClientHub:
         self.listeners = InMemorySubscriptionBus()
         """2026-07-28 clients get list changes and resource updates on `subscriptions/listen`."""
         self._connections: weakref.WeakSet[Connection] = weakref.WeakSet()
+        self._sessions: weakref.WeakValueDictionary[str, Connection] = weakref.WeakValueDictionary()
         self._subscribers: dict[str, weakref.WeakSet[Connection]] = {}
 
     def count(self) -> int:
@@ -72,8 +98,19 @@ class ClientHub:
 
     def seen(self, ctx: Context, exchange: Exchange | None = None) -> CallOrigin:
         """Note the client behind a request; the origin to pass along with its calls."""
-        self._connections.add(connection_of(ctx))
+        connection = connection_of(ctx)
+        self._connections.add(connection)
+        session_id = session_of(ctx)
+        if session_id is not None:
+            self._sessions[session_id] = connection
         return CallOrigin(ctx, exchange)
+
+    def seen_connection(self, connection: Connection) -> None:
+        self._connections.add(connection)
+
+    def connection(self, session_id: str) -> Connection | None:
+        """The connection of a streamable HTTP session seen before, by its session id."""
+        return self._sessions.get(session_id)
 
     def subscribe(self, ctx: Context, uri: str) -> None:
         self._subscribers.setdefault(uri, weakref.WeakSet()).add(connection_of(ctx))
@@ -93,7 +130,7 @@ class ClientHub:
             targets = list(self._subscribers.get(exposed, ()))
             await self.listeners.publish(ResourceUpdated(uri=exposed))
         elif method == "notifications/message":
-            targets = [o.connection for o in origins if isinstance(o, CallOrigin)][:1]
+            targets = [o.connection for o in origins if isinstance(o, Origin)][:1]
             targets = targets or list(self._connections)
         else:
             logger.debug("%s: not forwarded: %s", server, method)
@@ -107,12 +144,12 @@ class ClientHub:
     async def request(
         self, server: str, method: str, params: Mapping[str, Any] | None, origins: Sequence[object]
     ) -> dict[str, Any]:
-        callers = [o for o in origins if isinstance(o, CallOrigin)]
+        callers = [o for o in origins if isinstance(o, Origin)]
         try:
-            if len(callers) == 1 and callers[0].exchange is not None:
-                return await callers[0].exchange.ask(server, method, params)
+            if len(callers) == 1 and (exchange := callers[0].exchange) is not None:
+                return await exchange.ask(server, method, params)
             if len(callers) == 1:
-                return await request_client(callers[0].ctx, method, params, CLIENT_REQUEST_TIMEOUT)
+                return await callers[0].ask(method, params, CLIENT_REQUEST_TIMEOUT)
             connections = list(self._connections)
             if not callers and len(connections) == 1:
                 options = {"timeout": CLIENT_REQUEST_TIMEOUT}

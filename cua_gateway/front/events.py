@@ -21,8 +21,13 @@ class MemoryEventStore(EventStore):
         )
         self._stream_of: dict[int, StreamId] = {}
 
+    def next_id(self) -> int:
+        """A new event id, also for events kept elsewhere (the express lane's): one sequence,
+        so a `Last-Event-ID` names one event."""
+        return next(self._ids)
+
     async def store_event(self, stream_id: StreamId, message: JSONRPCMessage | None) -> EventId:
-        number = next(self._ids)
+        number = self.next_id()
         events = self._streams.setdefault(stream_id, deque())
         self._streams.move_to_end(stream_id)
         if len(events) == EVENTS_PER_STREAM:

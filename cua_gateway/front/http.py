@@ -3,6 +3,8 @@ and `/healthz`, `/readyz` and the metrics endpoint, behind the guard."""
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from mcp.server.sse import SseServerTransport
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from starlette.applications import Starlette
@@ -13,6 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cua_gateway.front.guard import Guard, Policy
 from cua_gateway.front.health import StatusSource, health_routes
+from cua_gateway.front.lane import ExpressLane
 from cua_gateway.front.mcp_server import GatewayServer
 from cua_gateway.metrics import Metrics
 
@@ -29,7 +32,14 @@ class _Streamable:
         await self.manager.handle_request(scope, receive, send)
 
 
-def mcp_routes(server: GatewayServer, manager: StreamableHTTPSessionManager) -> list[BaseRoute]:
+class Lane(Protocol):
+    def __call__(self, inner: ASGIApp, manager: StreamableHTTPSessionManager) -> ExpressLane: ...
+
+
+def mcp_routes(
+    server: GatewayServer, manager: StreamableHTTPSessionManager, lane: Lane
+) -> list[BaseRoute]:
+    """`/mcp` (the express lane in front of the SDK's session manager) and the SSE pair."""
     sse = SseServerTransport("/messages/")
 
     async def connect_sse(request: Request) -> Response:
@@ -39,7 +49,9 @@ def mcp_routes(server: GatewayServer, manager: StreamableHTTPSessionManager) -> 
         return Response()
 
     return [
-        Route("/mcp", endpoint=_Streamable(manager), methods=["GET", "POST", "DELETE"]),
+        Route(
+            "/mcp", endpoint=lane(_Streamable(manager), manager), methods=["GET", "POST", "DELETE"]
+        ),
         Route("/sse", endpoint=connect_sse, methods=["GET"]),
         Mount("/messages/", app=sse.handle_post_message),
     ]

@@ -6,7 +6,8 @@ from __future__ import annotations
 import logging
 import time
 import warnings
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,9 +21,10 @@ from mcp_types.methods import CACHEABLE_METHODS
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from cua_gateway import __version__, logs
+from cua_gateway.downstream.session import ProgressFn
 from cua_gateway.errors import GatewayError
 from cua_gateway.front._sdk import Context, notify_client
-from cua_gateway.front.clients import CallOrigin, ClientHub
+from cua_gateway.front.clients import CallOrigin, ClientHub, Origin
 from cua_gateway.front.errors import to_mcp_error
 from cua_gateway.front.inputs import InputBridge
 from cua_gateway.metrics import Metrics
@@ -71,7 +73,9 @@ class _Progress:
             logger.debug("progress for a finished client request dropped")
 
 
-class _Handlers:
+class Handlers:
+    """The gateway's answers to client requests (the express lane shares them)."""
+
     def __init__(
         self, router: Router, hub: ClientHub, metrics: Metrics, bridge: InputBridge
     ) -> None:
@@ -81,12 +85,19 @@ class _Handlers:
         self.bridge = bridge
 
     async def _guarded(self, ctx: Context, work: Work, labels: Sequence[str] = ("", "")) -> Any:
-        """Run `work`, count it under (server, tool) `labels` — read when it is done, since a
-        call learns its server on the way — and turn every failure into a JSON-RPC error."""
+        """Run `work`, counted under (server, tool) `labels`, and turn every failure into a
+        JSON-RPC error."""
         logs.bind(method=ctx.method, request_id=ctx.request_id)
+        with self.counted(ctx.method, labels):
+            return _for_era(ctx, await work())
+
+    @contextmanager
+    def counted(self, method: str, labels: Sequence[str] = ("", "")) -> Iterator[None]:
+        """Count a request under (server, tool) `labels` — read when it is done, since a call
+        learns its server on the way — by outcome; a gateway failure becomes an MCPError."""
         outcome = "ok"
         try:
-            return _for_era(ctx, await work())
+            yield
         except GatewayError as e:
             outcome = "error"
             raise to_mcp_error(e) from e
@@ -95,7 +106,7 @@ class _Handlers:
             raise
         finally:
             server, tool = labels
-            self.metrics.requests.labels(ctx.method, server, tool, outcome).inc()
+            self.metrics.requests.labels(method, server, tool, outcome).inc()
 
     async def list_tools(self, ctx: Context, _: Any) -> Any:
         self.hub.seen(ctx)
@@ -117,27 +128,39 @@ class _Handlers:
         meta = params.get("_meta") or {}
         token = meta.get("progressToken")
         labels = ["", name]
+        progress = _Progress(ctx, token) if token is not None else None
 
-        async def call() -> dict[str, Any]:
-            entry = await self.router.tool(name)
-            labels[:] = [entry.server, entry.original]
-            logs.bind(server=entry.server, tool=entry.original)
-            started = time.perf_counter()
-            try:
-                return await self.router.call_tool(
-                    entry,
-                    params.get("arguments"),
-                    meta,
-                    on_progress=_Progress(ctx, token) if token is not None else None,
-                    origin=origin,
-                )
-            finally:
-                elapsed = time.perf_counter() - started
-                self.metrics.tool_latency.labels(entry.server, entry.original).observe(elapsed)
+        def call() -> Awaitable[dict[str, Any]]:
+            return self.invoke_tool(name, params, progress, origin, labels)
 
         if exchange is not None:  # what the server asks comes back as an InputRequiredResult
             return await self._guarded(ctx, lambda: self.bridge.serve(exchange, call), labels)
         return await self._guarded(ctx, call, labels)
+
+    async def invoke_tool(
+        self,
+        name: str,
+        params: Mapping[str, Any],
+        on_progress: ProgressFn | None,
+        origin: Origin,
+        labels: list[str],
+    ) -> dict[str, Any]:
+        """Call the tool `name` exposes on its server; `labels` learn (server, tool)."""
+        entry = await self.router.tool(name)
+        labels[:] = [entry.server, entry.original]
+        logs.bind(server=entry.server, tool=entry.original)
+        started = time.perf_counter()
+        try:
+            return await self.router.call_tool(
+                entry,
+                params.get("arguments"),
+                params.get("_meta") or {},
+                on_progress=on_progress,
+                origin=origin,
+            )
+        finally:
+            elapsed = time.perf_counter() - started
+            self.metrics.tool_latency.labels(entry.server, entry.original).observe(elapsed)
 
     async def list_prompts(self, ctx: Context, _: Any) -> Any:
         self.hub.seen(ctx)
@@ -210,10 +233,7 @@ class _Handlers:
         return await self._guarded(ctx, apply)
 
 
-def build_server(
-    router: Router, hub: ClientHub, metrics: Metrics, bridge: InputBridge
-) -> GatewayServer:
-    handlers = _Handlers(router, hub, metrics, bridge)
+def build_server(handlers: Handlers, hub: ClientHub) -> GatewayServer:
     with warnings.catch_warnings():  # logging/setLevel is deprecated in 2026-07-28, still served
         warnings.simplefilter("ignore", MCPDeprecationWarning)
         return GatewayServer(

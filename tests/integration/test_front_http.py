@@ -177,13 +177,21 @@ def read_events(
     return sse_events([*lines, ""])
 
 
-def test_a_client_that_reconnects_with_last_event_id_loses_nothing(secured: str) -> None:
+@pytest.mark.parametrize("lane", [False, True], ids=["sdk-path", "express-lane"])
+def test_a_client_that_reconnects_with_last_event_id_loses_nothing(
+    secured: str, lane: bool
+) -> None:
+    """Both ways a call is served: by the SDK's transport (a session's first requests), and by
+    the express lane (a session the gateway has seen, here by its tools/list)."""
     auth = {"Authorization": f"Bearer {TOKEN}", "mcp-protocol-version": "2025-11-25"}
     with httpx2.Client(headers={**MCP_HEADERS, **auth}, timeout=30) as http:
         opened = http.post(f"{secured}/mcp", json=INIT)
         session = {"mcp-session-id": opened.headers["mcp-session-id"]}
         initialized = {"jsonrpc": "2.0", "method": "notifications/initialized"}
         http.post(f"{secured}/mcp", json=initialized, headers=session)
+        if lane:
+            listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
+            assert "alpha_slow" in http.post(f"{secured}/mcp", json=listing, headers=session).text
         call = {
             "jsonrpc": "2.0",
             "id": 7,
