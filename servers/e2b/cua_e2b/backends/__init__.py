@@ -6,9 +6,13 @@ backends are `local` (a locked-down Docker container per sandbox) and `e2b` (E2B
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
+
+if TYPE_CHECKING:
+    from cua_e2b.desktop import Desktop, Screen
 
 EntryType = Literal["file", "dir", "symlink", "other"]
 
@@ -96,6 +100,13 @@ class Backend(Protocol):
 
     async def create(self, sandbox_id: str) -> Sandbox: ...
 
+    async def create_desktop(
+        self, sandbox_id: str, screen: Screen, allow: Sequence[str] = ()
+    ) -> Desktop:
+        """A sandbox with a screen of (about) `screen`'s size; no network unless `allow` names
+        the hosts it may reach."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class Settings:
@@ -107,6 +118,15 @@ class Settings:
     e2b_api_key: str | None = None
     e2b_template: str | None = None
     e2b_lifetime: int = 3600  # seconds: E2B ends a cloud sandbox by itself after this
+    e2b_desktop_template: str | None = None  # None: E2B's `desktop`
+    desktop_image: str = "cua-gateway/desktop:latest"  # local: built from servers/e2b/desktop
+    desktop_limits: Limits = field(
+        default_factory=lambda: Limits(memory=2**30, cpu=1.0, pids=256, disk=256 * 2**20)
+    )
+    desktop_screen: tuple[int, int] = (1024, 768)  # a new desktop's size unless asked otherwise
+    view_host: str = "127.0.0.1"  # local: where live views listen
+    view_ports: range = range(6100, 6200)  # local: the host ports live views take
+    view_public_host: str | None = None  # local: the host name in their links (default view_host)
 
 
 BACKENDS = ("local", "e2b")
@@ -116,12 +136,29 @@ def create_backend(settings: Settings) -> Backend:
     """The backend named by `settings.backend`; each imports its SDK only when chosen."""
     if settings.backend == "local":
         from cua_e2b.backends.local import LocalBackend  # noqa: PLC0415
+        from cua_e2b.desktop.view import LiveViews  # noqa: PLC0415
 
-        return LocalBackend(settings.image, settings.limits)
+        views = LiveViews(
+            host=settings.view_host,
+            ports=settings.view_ports,
+            public_host=settings.view_public_host,
+        )
+        return LocalBackend(
+            settings.image,
+            settings.limits,
+            desktop_image=settings.desktop_image,
+            desktop_limits=settings.desktop_limits,
+            views=views,
+        )
     if settings.backend == "e2b":
         if not settings.e2b_api_key:
             raise SandboxError("the e2b backend needs E2B_API_KEY")
         from cua_e2b.backends.e2b import CloudBackend  # noqa: PLC0415
 
-        return CloudBackend(settings.e2b_api_key, settings.e2b_template, settings.e2b_lifetime)
+        return CloudBackend(
+            settings.e2b_api_key,
+            settings.e2b_template,
+            settings.e2b_lifetime,
+            desktop_template=settings.e2b_desktop_template,
+        )
     raise SandboxError(f"unknown sandbox backend {settings.backend!r}; choose one of {BACKENDS}")

@@ -75,6 +75,7 @@ def run(
         raise SandboxError(f"lost the connection to the sandbox: {e}") from e
     finally:
         hijacked.close()
+        sock.close()  # closing the stream leaves its socket to the Docker daemon open
     exit_code = None
     end = time.monotonic() + EXIT_WAIT
     while complete:

@@ -4,6 +4,7 @@ Mapping: create → AsyncSandbox.create(template, timeout=lifetime, api_key, met
 run_command → sandbox.commands.run (a non-zero exit arrives as CommandExitException, which is
 also a CommandResult); run_code → files.write of the source, then `python3 <file>`; write_file →
 files.write; read_file → files.read(format="bytes"); list_files → files.list; close → kill().
+Desktops are E2B Desktop sandboxes (`desktop/cloud.py`).
 Idle expiry is this server's (sessions.py); `lifetime` is E2B's own bound on a sandbox, so none
 outlives it even if this server is gone.
 """
@@ -13,13 +14,16 @@ from __future__ import annotations
 import posixpath
 import shlex
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import e2b
 
 from cua_e2b.backends import Entry, EntryType, Execution, SandboxError
+
+if TYPE_CHECKING:
+    from cua_e2b.desktop import Desktop, Screen
 
 T = TypeVar("T")
 
@@ -40,8 +44,13 @@ class CloudBackend:
         template: str | None,
         lifetime: int,
         create: SandboxFactory | None = None,
+        *,
+        desktop_template: str | None = None,
+        create_desktop: Callable[..., Any] | None = None,
     ) -> None:
         self._api_key = api_key
+        self._desktop_template = desktop_template
+        self._create_desktop = create_desktop
         self._template = template
         self._lifetime = lifetime
         self._create = create or e2b.AsyncSandbox.create
@@ -60,6 +69,26 @@ class CloudBackend:
             )
         )
         return CloudSandbox(sandbox)
+
+    async def create_desktop(
+        self, sandbox_id: str, screen: Screen, allow: Sequence[str] = ()
+    ) -> Desktop:
+        """An E2B Desktop (template E2B_DESKTOP_TEMPLATE, default E2B's `desktop`)."""
+        if allow:
+            raise SandboxError(
+                "the e2b backend takes no network allowlist: an E2B desktop has the network "
+                "its template gives it"
+            )
+        from cua_e2b.desktop.cloud import create_cloud_desktop  # noqa: PLC0415 (imports this)
+
+        return await create_cloud_desktop(
+            self._api_key,
+            self._desktop_template,
+            self._lifetime,
+            (screen.width, screen.height),
+            {"cua-sandbox-id": sandbox_id},
+            create=self._create_desktop,
+        )
 
 
 class CloudSandbox:

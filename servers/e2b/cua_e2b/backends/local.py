@@ -6,6 +6,10 @@ capabilities and no-new-privileges. Commands, code and file operations are `dock
 and file contents travel on the exec's stdin. After each run the sandbox's cgroup counters tell
 whether it ran out of memory or processes.
 
+A desktop (`create_desktop`) is a sandbox container of the desktop image, locked down the same
+way with its own limits, running the image's entrypoint (a virtual display, a window manager,
+VNC and noVNC on the container's loopback); it is returned once that answers.
+
 Every sandbox container is labelled with this server instance and its owner (the server's own
 container, or host:pid), and also with the gateway labels of the server's own container, so
 that the gateway's sweeps remove sandboxes too. At start, sandboxes whose owner is gone are
@@ -20,20 +24,25 @@ import posixpath
 import re
 import socket
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
 import docker
 import docker.errors
 import requests
 
-from cua_e2b.backends import Entry, EntryType, Execution, Limits, SandboxError, _exec
+from cua_e2b.backends import Entry, EntryType, Execution, Limits, SandboxError, Settings, _exec
 from cua_e2b.backends._exec import Output
+from cua_e2b.desktop.view import LiveViews, View
+
+if TYPE_CHECKING:
+    from cua_e2b.desktop import Screen
+    from cua_e2b.desktop.local import LocalDesktop
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -42,10 +51,12 @@ LABEL = "io.cua-gateway.e2b"
 LABEL_SANDBOX = f"{LABEL}.sandbox"  # the sandbox id
 LABEL_SERVER = f"{LABEL}.server"  # the server instance that created it
 LABEL_OWNER = f"{LABEL}.owner"  # who runs that instance: container:<id> | process:<host>:<pid>
+LABEL_DESKTOP = f"{LABEL}.desktop"  # on desktops: the screen size, WIDTHxHEIGHT
 GATEWAY_LABELS = ("io.cua-gateway.gateway", "io.cua-gateway.instance", "io.cua-gateway.owner")
 
 WORKDIR = "/home/user"
 USER = "1000:1000"
+SLEEP = ("sleep", "infinity")  # a plain sandbox's entrypoint: it only hosts `docker exec`s
 API_TIMEOUT = 30  # seconds for one Docker API call
 REMOVE_TIMEOUT = 10.0  # seconds to remove the sandboxes at exit
 FILE_TIMEOUT = 30.0  # seconds for a file operation
@@ -54,6 +65,15 @@ EXEC_GRACE = 5.0  # seconds past a run's own timeout before its output is abando
 MAX_OUTPUT = 256 * 1024  # bytes of stdout, and of stderr, kept from one run
 MAX_ENTRIES = 1000  # entries list_files returns
 TIMEOUT_EXITS = (124, 137)  # `timeout` after TERM, after KILL
+DESKTOP_READY_TIMEOUT = 30.0  # seconds for a new desktop's display, VNC and noVNC to answer
+DESKTOP_LOG_LINES = 5  # lines of a failed desktop's own output told in the error
+MIN_SCREEN = (320, 240)  # pixels, width and height
+MAX_SCREEN = (3840, 2160)
+DESKTOP_BUILD = (
+    "`docker build --network host -t {image} servers/e2b/desktop` (offline: add "
+    "--build-arg BASE_IMAGE=cua-gateway/base:bookworm)"
+)
+_DEFAULTS = Settings()
 
 # The sandbox cgroup's OOM kills and refused forks (cgroup v1, or v2 with its own namespace).
 COUNTERS = (
@@ -84,9 +104,16 @@ class LocalBackend:
         image: str,
         limits: Limits,
         client: Callable[[], docker.APIClient] | None = None,
+        *,
+        desktop_image: str = _DEFAULTS.desktop_image,
+        desktop_limits: Limits = _DEFAULTS.desktop_limits,
+        views: LiveViews | None = None,
     ) -> None:
         self._image = image
         self._limits = limits
+        self._desktop_image = desktop_image
+        self._desktop_limits = desktop_limits
+        self._views = views or LiveViews()
         self._client = client or partial(docker.APIClient, version="auto", timeout=API_TIMEOUT)
         self._api: docker.APIClient | None = None
         self._instance = uuid.uuid4().hex
@@ -107,7 +134,8 @@ class LocalBackend:
             await self._reap_orphans()
             if not await _docker(self._image_present):
                 logger.warning("sandbox image %s is not present yet", self._image)
-            yield
+            async with self._views.run():
+                yield
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(REMOVE_TIMEOUT):
                 await self._remove({LABEL_SERVER: self._instance})
@@ -134,8 +162,74 @@ class LocalBackend:
         logger.info("sandbox %s: container %s", sandbox_id, container[:12])
         return sandbox
 
-    def _create(self, api: docker.APIClient, sandbox_id: str, labels: dict[str, str]) -> str:
-        limits = self._limits
+    async def create_desktop(
+        self, sandbox_id: str, screen: Screen, allow: Sequence[str] = ()
+    ) -> LocalDesktop:
+        """A desktop of `screen`'s size, once its display, VNC and noVNC answer, with its live
+        view open."""
+        from cua_e2b.desktop.local import LocalDesktop  # noqa: PLC0415 (it imports this module)
+
+        if allow:
+            raise SandboxError("network allowlists for desktops are not available yet")
+        _check_screen(screen)
+        api = self._require_api()
+        size = f"{screen.width}x{screen.height}"
+        labels = {**self._labels, LABEL_SANDBOX: sandbox_id, LABEL_DESKTOP: size}
+        create = partial(
+            self._create,
+            api,
+            sandbox_id,
+            labels,
+            image=self._desktop_image,
+            limits=self._desktop_limits,
+            entrypoint=None,  # the image's own: desktop-session
+            environment={"DESKTOP_RESOLUTION": size, "DISPLAY": ":0"},
+            name=f"cua-desktop-{sandbox_id}",
+            hostname="desktop",
+        )
+        try:
+            container = await _docker(create)
+        except docker.errors.ImageNotFound as e:
+            raise SandboxError(
+                f"the desktop image {self._desktop_image} is not present: build it with "
+                + DESKTOP_BUILD.format(image=self._desktop_image)
+            ) from e
+        desktop = LocalDesktop(api, container, self._desktop_limits, screen)
+        try:
+            await _docker(partial(api.start, container))
+            try:
+                await desktop.wait_ready(DESKTOP_READY_TIMEOUT)
+            except SandboxError as e:
+                output = await _output(api, container)
+                raise SandboxError(
+                    f"desktop {sandbox_id} did not start: {e}"
+                    + (f"; its output ends: {output}" if output else "")
+                ) from e
+            await desktop.read_counters()
+            view = await self._views.open(api, container, port=desktop.view_port, user=USER)
+            desktop.on_close(view.close)
+            desktop.live_view = _url_of(view)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await desktop.close()
+            raise
+        logger.info("desktop %s (%s): container %s", sandbox_id, size, container[:12])
+        return desktop
+
+    def _create(
+        self,
+        api: docker.APIClient,
+        sandbox_id: str,
+        labels: dict[str, str],
+        *,
+        image: str | None = None,
+        limits: Limits | None = None,
+        entrypoint: tuple[str, ...] | None = SLEEP,
+        environment: dict[str, str] | None = None,
+        name: str | None = None,
+        hostname: str = "sandbox",
+    ) -> str:
+        limits = limits or self._limits
         tmpfs = f"rw,nosuid,nodev,size={limits.disk}"
         host_config = api.create_host_config(
             network_mode="none",
@@ -150,15 +244,15 @@ class LocalBackend:
             init=True,  # docker-init reaps orphaned processes
         )
         created: dict[str, Any] = api.create_container(
-            self._image,
-            entrypoint=["sleep", "infinity"],
-            command=[],
+            image or self._image,
+            entrypoint=list(entrypoint) if entrypoint else None,
+            command=[] if entrypoint else None,
             user=USER,
             working_dir=WORKDIR,
-            hostname="sandbox",
-            environment={"HOME": WORKDIR, "LANG": "C.UTF-8"},
+            hostname=hostname,
+            environment={"HOME": WORKDIR, "LANG": "C.UTF-8", **(environment or {})},
             labels=labels,
-            name=f"cua-sandbox-{sandbox_id}",
+            name=name or f"cua-sandbox-{sandbox_id}",
             host_config=host_config,
         )
         return str(created["Id"])
@@ -368,6 +462,35 @@ class LocalSandbox:
             limit=limit,
         )
         return await _docker(run)
+
+
+def _url_of(view: View) -> Callable[[], Awaitable[str]]:
+    async def url() -> str:
+        return view.url
+
+    return url
+
+
+def _check_screen(screen: Screen) -> None:
+    (min_w, min_h), (max_w, max_h) = MIN_SCREEN, MAX_SCREEN
+    if not (min_w <= screen.width <= max_w and min_h <= screen.height <= max_h):
+        raise SandboxError(
+            f"a desktop screen of {screen.width}x{screen.height} is not possible: the width "
+            f"must be {min_w}..{max_w} and the height {min_h}..{max_h}"
+        )
+
+
+async def _output(api: docker.APIClient, container: str) -> str:
+    """The last lines a container wrote (its entrypoint's complaints), on one line."""
+    try:
+        return await _docker(partial(_tail, api, container))
+    except SandboxError:
+        return ""
+
+
+def _tail(api: docker.APIClient, container: str) -> str:
+    logs = api.logs(container, stdout=True, stderr=True, tail=DESKTOP_LOG_LINES)
+    return " | ".join(line.strip() for line in logs.decode(errors="replace").splitlines() if line)
 
 
 def _reason(out: Output) -> str:
