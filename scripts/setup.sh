@@ -5,6 +5,7 @@
 #   - Docker daemon running (recovers from a killed daemon's stale pid file / containerd)
 #   - .venv with the project installed editable with its [dev] extra
 #   - local base image (scripts/build-base-image.sh) when missing
+#   - the desktop image of the e2b server's desktop sessions (cua-gateway/desktop:latest)
 # Redis and sshd are installed but NOT started: tests start their own instances.
 # Env: PYTHON (interpreter for the venv, default python3), CUA_BASE_IMAGE.
 set -euo pipefail
@@ -163,6 +164,13 @@ if ! docker image inspect "$IMAGE" >/dev/null 2>&1; then
     log "base image $IMAGE missing; building it"
     CUA_BASE_IMAGE=$IMAGE bash "$ROOT/scripts/build-base-image.sh"
 fi
+
+# --- 4b. the desktop image (the e2b server's desktop sessions; Debian packages over http) ---
+# Docker's layer cache makes this a no-op when servers/e2b/desktop has not changed.
+DESKTOP_IMAGE=${DESKTOP_IMAGE:-cua-gateway/desktop:latest}
+log "building $DESKTOP_IMAGE (cached when unchanged)"
+quiet docker build --network host --build-arg "BASE_IMAGE=$IMAGE" -t "$DESKTOP_IMAGE" \
+    "$ROOT/servers/e2b/desktop"
 
 # --- 5. wheels for offline test-image builds (tests/servers/testserver) ------
 bash "$ROOT/scripts/fetch-wheels.sh" "$ROOT/.cua/wheels"

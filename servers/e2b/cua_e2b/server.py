@@ -7,7 +7,13 @@ Configuration (environment):
   local:  SANDBOX_IMAGE (default cua-gateway/e2b:latest), SANDBOX_MEMORY (256Mi),
           SANDBOX_CPU (500m), SANDBOX_PIDS (64), SANDBOX_DISK (64Mi, work directory and /tmp)
   e2b:    E2B_API_KEY (secret), E2B_TEMPLATE (default: E2B's base), E2B_LIFETIME (1h: the cloud
-          ends a sandbox by itself after this, even if this server is gone)
+          ends a sandbox by itself after this, even if this server is gone),
+          E2B_DESKTOP_TEMPLATE (default: E2B's desktop)
+  desktops: DESKTOP_RESOLUTION (1024x768, a new desktop's screen unless the call says otherwise);
+          local: DESKTOP_IMAGE (cua-gateway/desktop:latest), DESKTOP_MEMORY (1Gi), DESKTOP_CPU
+          (1), DESKTOP_PIDS (256), DESKTOP_DISK (256Mi), and the live views: DESKTOP_VIEW_HOST
+          (127.0.0.1: where they listen), DESKTOP_VIEW_PORTS (6100-6199: the host ports they
+          take), DESKTOP_VIEW_PUBLIC_HOST (the host name in their links; default the view host)
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import os
 import re
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -31,6 +37,8 @@ from pydantic import Field
 
 from cua_e2b import __version__
 from cua_e2b.backends import Limits, Sandbox, SandboxError, Settings, create_backend
+from cua_e2b.desktop import Screen
+from cua_e2b.desktop_tools import register_desktop_tools
 from cua_e2b.sessions import Sessions
 
 logger = logging.getLogger(__name__)
@@ -44,6 +52,7 @@ MAX_SESSIONS = 10
 RUN_TIMEOUT = 60.0  # seconds a run may take unless the call says otherwise
 MAX_RUN_TIMEOUT = 600.0
 MAX_READ = 1024 * 1024  # bytes read_file returns at most
+DEFAULT_SCREEN = Screen(1024, 768)
 EXIT_TIMEOUT = 15.0  # seconds to clean up after SIGTERM before leaving anyway
 
 SandboxId = Annotated[str, Field(description="The id create_sandbox returned.")]
@@ -61,6 +70,7 @@ WRITE = ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _SCALE = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 _BYTES = re.compile(r"^\s*(\d+)\s*(Ki|Mi|Gi|k|M|G)?\s*$")
+_RESOLUTION = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
 _BYTE_SCALE = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "k": 10**3, "M": 10**6, "G": 10**9, None: 1}
 
 
@@ -78,12 +88,41 @@ def quantity(text: str, what: str) -> int:
     return int(found.group(1)) * _BYTE_SCALE[found.group(2)]
 
 
-def cpus(text: str) -> float:
+def cpus(text: str, what: str = "SANDBOX_CPU") -> float:
     value = text.strip()
     try:
         return float(value[:-1]) / 1000 if value.endswith("m") else float(value)
     except ValueError:
-        raise ValueError(f"SANDBOX_CPU must be cores such as 500m or 1 (got {text!r})") from None
+        raise ValueError(f"{what} must be cores such as 500m or 1 (got {text!r})") from None
+
+
+def resolution(text: str, what: str) -> tuple[int, int]:
+    found = _RESOLUTION.match(text)
+    if not found:
+        raise ValueError(f"{what} must be WIDTHxHEIGHT such as 1024x768 (got {text!r})")
+    return int(found.group(1)), int(found.group(2))
+
+
+def port_range(text: str, what: str) -> range:
+    first, _, last = text.partition("-")
+    try:
+        ports = range(int(first), int(last or first) + 1)
+    except ValueError:
+        raise ValueError(
+            f"{what} must be a port or a range such as 6100-6199 (got {text!r})"
+        ) from None
+    if not ports or not 0 < ports.start <= ports.stop - 1 <= 65535:
+        raise ValueError(f"{what} must be ports within 1-65535, first to last (got {text!r})")
+    return ports
+
+
+def _limits(get: Callable[[str, str], str], prefix: str, defaults: Limits) -> Limits:
+    return Limits(
+        memory=quantity(get(f"{prefix}_MEMORY", f"{defaults.memory}"), f"{prefix}_MEMORY"),
+        cpu=cpus(get(f"{prefix}_CPU", f"{defaults.cpu:g}"), f"{prefix}_CPU"),
+        pids=int(get(f"{prefix}_PIDS", str(defaults.pids))),
+        disk=quantity(get(f"{prefix}_DISK", f"{defaults.disk}"), f"{prefix}_DISK"),
+    )
 
 
 def settings_from(environ: Mapping[str, str]) -> tuple[Settings, float, int]:
@@ -92,12 +131,8 @@ def settings_from(environ: Mapping[str, str]) -> tuple[Settings, float, int]:
     def get(name: str, default: str) -> str:
         return environ.get(name) or default
 
-    limits = Limits(
-        memory=quantity(get("SANDBOX_MEMORY", "256Mi"), "SANDBOX_MEMORY"),
-        cpu=cpus(get("SANDBOX_CPU", "500m")),
-        pids=int(get("SANDBOX_PIDS", "64")),
-        disk=quantity(get("SANDBOX_DISK", "64Mi"), "SANDBOX_DISK"),
-    )
+    defaults = Settings()
+    limits = _limits(get, "SANDBOX", defaults.limits)
     settings = Settings(
         backend=get("SANDBOX_BACKEND", "local"),
         image=get("SANDBOX_IMAGE", "cua-gateway/e2b:latest"),
@@ -105,13 +140,25 @@ def settings_from(environ: Mapping[str, str]) -> tuple[Settings, float, int]:
         e2b_api_key=environ.get("E2B_API_KEY") or None,
         e2b_template=environ.get("E2B_TEMPLATE") or None,
         e2b_lifetime=int(duration(get("E2B_LIFETIME", "1h"), "E2B_LIFETIME")),
+        e2b_desktop_template=environ.get("E2B_DESKTOP_TEMPLATE") or None,
+        desktop_image=get("DESKTOP_IMAGE", defaults.desktop_image),
+        desktop_limits=_limits(get, "DESKTOP", defaults.desktop_limits),
+        desktop_screen=resolution(get("DESKTOP_RESOLUTION", "1024x768"), "DESKTOP_RESOLUTION"),
+        view_host=get("DESKTOP_VIEW_HOST", defaults.view_host),
+        view_ports=port_range(get("DESKTOP_VIEW_PORTS", "6100-6199"), "DESKTOP_VIEW_PORTS"),
+        view_public_host=environ.get("DESKTOP_VIEW_PUBLIC_HOST") or None,
     )
     idle = duration(get("SANDBOX_IDLE_TIMEOUT", "5m"), "SANDBOX_IDLE_TIMEOUT")
     return settings, min(idle, MAX_IDLE_TIMEOUT), int(get("SANDBOX_MAX_SESSIONS", "10"))
 
 
-def create_server(sessions: Sessions, stopped: anyio.Event | None = None) -> MCPServer[None]:
-    """The server; `stopped` is set once its sandboxes are closed, after it stops serving."""
+def create_server(
+    sessions: Sessions,
+    stopped: anyio.Event | None = None,
+    screen: Screen = DEFAULT_SCREEN,
+) -> MCPServer[None]:
+    """The server; `stopped` is set once its sandboxes are closed, after it stops serving;
+    `screen` is a new desktop's size unless a call says otherwise."""
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[None]) -> AsyncIterator[None]:
@@ -207,6 +254,7 @@ def create_server(sessions: Sessions, stopped: anyio.Event | None = None) -> MCP
         """The open sandboxes: age, idle time and idle timeout, in seconds."""
         return {"backend": sessions.backend, "sandboxes": sessions.describe()}
 
+    register_desktop_tools(mcp, sessions, screen)
     return mcp
 
 
@@ -250,7 +298,7 @@ def main() -> None:
         sys.exit(EXIT_CONFIG)
     sessions = Sessions(backend, idle_timeout, max_sessions)
     try:
-        anyio.run(_serve, sessions)
+        anyio.run(_serve, sessions, Screen(*settings.desktop_screen))
     except Exception as e:
         error = _sandbox_error(e)
         if error is None:
@@ -270,9 +318,9 @@ def _sandbox_error(error: BaseException) -> SandboxError | None:
     return None
 
 
-async def _serve(sessions: Sessions) -> None:
+async def _serve(sessions: Sessions, screen: Screen) -> None:
     stopped = anyio.Event()  # set once the lifespan has cleaned up
-    server = create_server(sessions, stopped)
+    server = create_server(sessions, stopped, screen)
     async with anyio.create_task_group() as tasks:
         with anyio.CancelScope() as serving:
             tasks.start_soon(_exit_on_signal, serving, stopped)

@@ -10,13 +10,14 @@ import logging
 import math
 import secrets
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import anyio
 
 from cua_e2b.backends import Backend, Sandbox, SandboxError
+from cua_e2b.desktop import Desktop, Screen
 
 logger = logging.getLogger(__name__)
 
@@ -75,17 +76,35 @@ class Sessions:
                             closing.start_soon(self._end, session, "the server stopped")
 
     async def create(self, idle_timeout: float | None = None) -> Session:
+        return await self._open("sbx-", self._backend.create, idle_timeout)
+
+    async def create_desktop(
+        self, screen: Screen, idle_timeout: float | None = None, allow: Sequence[str] = ()
+    ) -> Session:
+        """A desktop session: a sandbox with a screen (its id works with the sandbox's tools)."""
+
+        def create(sandbox_id: str) -> Awaitable[Sandbox]:
+            return self._backend.create_desktop(sandbox_id, screen, allow)
+
+        return await self._open("dsk-", create, idle_timeout)
+
+    async def _open(
+        self,
+        prefix: str,
+        create: Callable[[str], Awaitable[Sandbox]],
+        idle_timeout: float | None,
+    ) -> Session:
         if len(self._sessions) >= self._max:
             raise SandboxError(
                 f"{self._max} sandboxes are open, the most allowed; close one with close_sandbox"
             )
-        sandbox_id = "sbx-" + secrets.token_hex(6)
-        sandbox = await self._backend.create(sandbox_id)
+        sandbox_id = prefix + secrets.token_hex(6)
+        sandbox = await create(sandbox_id)
         now = self._clock()
         session = Session(sandbox_id, sandbox, idle_timeout or self._idle_timeout, now, now)
         self._sessions[sandbox_id] = session
         self._poke()
-        logger.info("sandbox %s created (%s)", sandbox_id, self._backend.name)
+        logger.info("%s created (%s)", sandbox_id, self._backend.name)
         return session
 
     @asynccontextmanager
@@ -99,6 +118,17 @@ class Sessions:
             session.busy -= 1
             session.last_used = self._clock()
             self._poke()
+
+    @asynccontextmanager
+    async def use_desktop(self, sandbox_id: str) -> AsyncIterator[Desktop]:
+        """The desktop, in use while the context lasts; SandboxError for a plain sandbox."""
+        async with self.use(sandbox_id) as sandbox:
+            if not isinstance(sandbox, Desktop):
+                raise SandboxError(
+                    f"{sandbox_id} is a sandbox without a screen; create_desktop makes one "
+                    "with a screen"
+                )
+            yield sandbox
 
     async def close(self, sandbox_id: str) -> None:
         session = self._get(sandbox_id)
