@@ -11,7 +11,6 @@ from functools import partial
 
 import anyio
 import uvicorn
-from mcp.server.stdio import stdio_server
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from starlette.types import ASGIApp
 
@@ -23,8 +22,10 @@ from cua_gateway.front.events import MemoryEventStore
 from cua_gateway.front.guard import Policy, is_loopback
 from cua_gateway.front.http import build_app, mcp_routes, observability_routes
 from cua_gateway.front.inputs import InputBridge
-from cua_gateway.front.lane import ExpressLane
+from cua_gateway.front.lane import Lane
+from cua_gateway.front.lane_http import ExpressLane
 from cua_gateway.front.mcp_server import Handlers, build_server
+from cua_gateway.front.stdio import serve_stdio_client
 from cua_gateway.metrics import Metrics
 from cua_gateway.pipeline.router import Router
 from cua_gateway.runtime.registry import Runtimes
@@ -47,6 +48,7 @@ class Gateway:
         self.inputs = InputBridge()
         self.handlers = Handlers(self.router, self.hub, self.metrics, self.inputs)
         self.server = build_server(self.handlers, self.hub)
+        self.lane = Lane(self.handlers, self.hub)
 
     @asynccontextmanager
     async def run(self) -> AsyncIterator[Gateway]:
@@ -61,7 +63,7 @@ class Gateway:
         self, policy: Policy, manager: StreamableHTTPSessionManager, events: MemoryEventStore
     ) -> ASGIApp:
         monitoring = self.loaded.config.monitoring
-        lane = partial(ExpressLane, handlers=self.handlers, hub=self.hub, events=events)
+        lane = partial(ExpressLane, lane=self.lane, events=events)
         routes = [
             *mcp_routes(self.server, manager, lane),
             *observability_routes(
@@ -165,8 +167,7 @@ async def serve_stdio(loaded: LoadedConfig, runtimes: Runtimes) -> None:
         port = loaded.config.monitoring.metrics_port
         if port is not None:
             tasks.start_soon(_serve_observability, gateway, port)
-        async with stdio_server() as (read, write):
-            await gateway.server.run(read, write, gateway.server.create_initialization_options())
+        await serve_stdio_client(gateway.server, gateway.lane)
         tasks.cancel_scope.cancel()
     logger.info("stopped")
 

@@ -2,7 +2,8 @@
 
 The low-level server hands each handler a per-request `ServerSession`; forwarding raw messages
 to the right client needs its request-scoped channel and its connection, which the SDK keeps in
-private attributes (mcp 2.3). If an SDK release moves them, this module is what changes.
+private attributes (mcp 2.3); the express lane also asks the HTTP session manager whether a
+session is still open. If an SDK release moves them, this module is what changes.
 """
 
 from __future__ import annotations

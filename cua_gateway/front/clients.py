@@ -108,6 +108,11 @@ class ClientHub:
     def seen_connection(self, connection: Connection) -> None:
         self._connections.add(connection)
 
+    def only_connection(self) -> Connection | None:
+        """The client's connection, when one client is connected (the stdio front's case)."""
+        connections = list(self._connections)
+        return connections[0] if len(connections) == 1 else None
+
     def connection(self, session_id: str) -> Connection | None:
         """The connection of a streamable HTTP session seen before, by its session id."""
         return self._sessions.get(session_id)

@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from cua_gateway.front.guard import Guard, Policy
 from cua_gateway.front.health import StatusSource, health_routes
-from cua_gateway.front.lane import ExpressLane
+from cua_gateway.front.lane_http import ExpressLane
 from cua_gateway.front.mcp_server import GatewayServer
 from cua_gateway.metrics import Metrics
 
