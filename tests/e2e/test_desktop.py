@@ -1,21 +1,27 @@
 """Desktop sessions of the e2b server (local backend), through the gateway running the shipped
-entry: a desktop container per session, the computer-use tools, and the live view a person opens
-in a browser (noVNC behind a per-session token, on a host port of the server's range)."""
+entry: a desktop container per session, the computer-use tools, the live view a person opens
+in a browser (noVNC behind a per-session token, on a host port of the server's range), and the
+network allowlist (an HTTP proxy on the desktop's loopback that reaches only the hosts listed)."""
 
 from __future__ import annotations
 
 import base64
+import http.server
 import io
 import json
 import secrets
+import shlex
 import socket
+import threading
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import anyio
 import docker
+import docker.errors
 import httpx2
 import pytest
 from mcp import ClientSession
@@ -32,6 +38,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 T = TypeVar("T")
 
 LABEL_SANDBOX = "io.cua-gateway.e2b.sandbox"
+LABEL_DESKTOP = "io.cua-gateway.e2b.desktop"
 WAIT = 30.0  # seconds for something on a desktop to happen
 POLL = 0.2  # seconds between looks at it
 SCREENSHOTS = ROOT / ".cua" / "screenshots"  # the README's picture is copied from here
@@ -312,5 +319,154 @@ def test_an_mcp_client_gets_a_live_desktop_url_from_the_gateway(desktop_gateway:
             )
             assert not closed.is_error
             assert refused(artifact["url"])
+
+    anyio.run(scenario)
+
+
+@dataclass
+class Site:
+    """HTTP servers on 127.0.0.2, the host's loopback (the e2b server runs on the host's network,
+    and its proxy connects out from there): the allowed one, and another."""
+
+    allowed: int
+    other: int
+    seen: list[str] = field(default_factory=list)  # "PORT PATH" of each request served
+
+
+@pytest.fixture
+def site() -> Iterator[Site]:
+    seen: list[str] = []
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            port = self.server.server_address[1]
+            seen.append(f"{port} {self.path}")
+            body = f"the page at {port}{self.path}\n".encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    servers = [http.server.ThreadingHTTPServer(("127.0.0.2", 0), Page) for _ in range(2)]
+    for server in servers:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield Site(servers[0].server_address[1], servers[1].server_address[1], seen)
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+# In the desktop: GET argv[1] with urllib (proxies from the environment, or argv[2] when given);
+# prints "STATUS BODY", or "unreachable ERROR".
+FETCH = """
+import sys, urllib.error, urllib.request
+proxies = {"http": sys.argv[2]} if len(sys.argv) > 2 else None
+opener = urllib.request.build_opener(urllib.request.ProxyHandler(proxies))
+try:
+    with opener.open(sys.argv[1], timeout=10) as response:
+        print(response.status, response.read().decode().strip())
+except urllib.error.HTTPError as e:
+    print(e.code, e.read().decode().strip())
+except OSError as e:
+    print("unreachable", getattr(e, "reason", e))
+"""
+
+# In the desktop: connect to argv[1]:argv[2] directly; prints "reached" or "unreachable ERROR".
+CONNECT = """
+import socket, sys
+try:
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), 5).close()
+    print("reached")
+except OSError as e:
+    print("unreachable", e)
+"""
+
+
+async def python_in(pool: ServerPool, desktop: str, code: str, *args: str) -> str:
+    command = shlex.join(["python3", "-c", code, *args])
+    ran = await call(pool, "run_command", sandbox_id=desktop, command=command)
+    assert ran["exit_code"] == 0, ran
+    return str(ran["stdout"]).strip()
+
+
+def agent_execs(api: docker.APIClient, container: str) -> list[str]:
+    """The running execs in `container` that listen for the egress proxy (python3 ... 3128)."""
+    found = []
+    for exec_id in api.inspect_container(container)["ExecIDs"] or []:
+        info = api.exec_inspect(exec_id)
+        if info["Running"] and "3128" in info["ProcessConfig"]["arguments"]:
+            found.append(exec_id)
+    return found
+
+
+def test_a_desktop_reaches_only_its_allowlisted_hosts_through_its_proxy(
+    gateway_name: str, docker_api: docker.APIClient, site: Site
+) -> None:
+    allowed = f"127.0.0.2:{site.allowed}"
+    other = f"127.0.0.2:{site.other}"
+
+    async def scenario() -> None:
+        async with e2b_server(gateway_name) as pool:
+            created = await call(pool, "create_desktop", allow_network=[allowed])
+            desktop = created["sandbox_id"]
+            assert created["network"] == [allowed]
+            [container] = desktops_of(docker_api, desktop)
+            info = docker_api.inspect_container(container["Id"])
+            assert info["HostConfig"]["NetworkMode"] == "none"  # only the proxy goes out
+            assert "http_proxy=http://127.0.0.1:3128" in info["Config"]["Env"]
+
+            page = await python_in(pool, desktop, FETCH, f"http://{allowed}/hello")
+            assert page == f"200 the page at {site.allowed}/hello"
+            refused = await python_in(pool, desktop, FETCH, f"http://{other}/secret")
+            assert refused == f"403 {other} is not on this desktop's egress allowlist"
+            direct = await python_in(pool, desktop, CONNECT, "127.0.0.2", str(site.allowed))
+            assert direct.startswith("unreachable"), direct
+
+            # a desktop without an allowlist has no network at all, nor a proxy
+            closed = (await call(pool, "create_desktop"))["sandbox_id"]
+            env = await call(pool, "run_command", sandbox_id=closed, command="env")
+            assert "proxy" not in env["stdout"].lower()
+            for via in ([], ["http://127.0.0.1:3128"]):
+                got = await python_in(pool, closed, FETCH, f"http://{allowed}/x", *via)
+                assert got.startswith("unreachable"), got
+            direct = await python_in(pool, closed, CONNECT, "127.0.0.2", str(site.allowed))
+            assert direct.startswith("unreachable"), direct
+            await call(pool, "close_desktop", sandbox_id=closed)
+            assert site.seen == [f"{site.allowed} /hello"]
+
+            # the proxy's agent ends with the desktop
+            [agent] = agent_execs(docker_api, container["Id"])
+            await call(pool, "close_desktop", sandbox_id=desktop)
+            assert not desktops_of(docker_api, desktop)
+            with pytest.raises(docker.errors.NotFound):
+                docker_api.exec_inspect(agent)
+
+    anyio.run(scenario)
+
+
+def test_a_malformed_allowlist_entry_is_a_clear_error_and_makes_no_desktop(
+    gateway_name: str, docker_api: docker.APIClient
+) -> None:
+    def desktops() -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = docker_api.containers(
+            all=True,
+            filters={"label": [LABEL_DESKTOP, f"io.cua-gateway.gateway={gateway_name}"]},
+        )
+        return found
+
+    async def scenario() -> None:
+        async with e2b_server(gateway_name) as pool:
+            for entry, why in [
+                ("http://example.com/", "without a scheme, a path or spaces"),
+                ("example.com:99999", "the port must be a number in 1-65535"),
+                ("10.0.0.0/8", "networks are not supported"),
+            ]:
+                message = await fails(pool, "create_desktop", allow_network=["example.com", entry])
+                assert f"egress allowlist entry {entry!r}" in message, message
+                assert why in message, message
+            assert not desktops()
 
     anyio.run(scenario)

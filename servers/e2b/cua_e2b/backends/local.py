@@ -8,7 +8,10 @@ whether it ran out of memory or processes.
 
 A desktop (`create_desktop`) is a sandbox container of the desktop image, locked down the same
 way with its own limits, running the image's entrypoint (a virtual display, a window manager,
-VNC and noVNC on the container's loopback); it is returned once that answers.
+VNC and noVNC on the container's loopback); it is returned once that answers. A desktop with a
+network allowlist (`allow`) is created with `PROXY_ENV` and gets an `Egress` (desktop/egress.py):
+an HTTP proxy on its loopback that reaches only the allowlisted hosts, from this host. It runs in
+the backend's own task group, started once the desktop answers and stopped when it closes.
 
 Every sandbox container is labelled with this server instance and its owner (the server's own
 container, or host:pid), and also with the gateway labels of the server's own container, so
@@ -32,12 +35,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import anyio
+import anyio.abc
 import docker
 import docker.errors
 import requests
 
 from cua_e2b.backends import Entry, EntryType, Execution, Limits, SandboxError, Settings, _exec
 from cua_e2b.backends._exec import Output
+from cua_e2b.desktop.allowlist import EgressPolicy
+from cua_e2b.desktop.egress import PROXY_ENV, Egress
 from cua_e2b.desktop.view import LiveViews, View
 
 if TYPE_CHECKING:
@@ -66,9 +72,6 @@ MAX_OUTPUT = 256 * 1024  # bytes of stdout, and of stderr, kept from one run
 MAX_ENTRIES = 1000  # entries list_files returns
 TIMEOUT_EXITS = (124, 137)  # `timeout` after TERM, after KILL
 DESKTOP_READY_TIMEOUT = 30.0  # seconds for a new desktop's display, VNC and noVNC to answer
-DESKTOP_LOG_LINES = 5  # lines of a failed desktop's own output told in the error
-MIN_SCREEN = (320, 240)  # pixels, width and height
-MAX_SCREEN = (3840, 2160)
 DESKTOP_BUILD = (
     "`docker build --network host -t {image} servers/e2b/desktop` (offline: add "
     "--build-arg BASE_IMAGE=cua-gateway/base:bookworm)"
@@ -118,6 +121,7 @@ class LocalBackend:
         self._api: docker.APIClient | None = None
         self._instance = uuid.uuid4().hex
         self._labels: dict[str, str] = {}
+        self._tasks: anyio.abc.TaskGroup | None = None  # the desktops' egress proxies run here
         self._running = False
 
     @asynccontextmanager
@@ -134,8 +138,13 @@ class LocalBackend:
             await self._reap_orphans()
             if not await _docker(self._image_present):
                 logger.warning("sandbox image %s is not present yet", self._image)
-            async with self._views.run():
-                yield
+            async with self._views.run(), anyio.create_task_group() as tasks:
+                self._tasks = tasks
+                try:
+                    yield
+                finally:
+                    self._tasks = None
+                    tasks.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True), anyio.move_on_after(REMOVE_TIMEOUT):
                 await self._remove({LABEL_SERVER: self._instance})
@@ -166,12 +175,14 @@ class LocalBackend:
         self, sandbox_id: str, screen: Screen, allow: Sequence[str] = ()
     ) -> LocalDesktop:
         """A desktop of `screen`'s size, once its display, VNC and noVNC answer, with its live
-        view open."""
-        from cua_e2b.desktop.local import LocalDesktop  # noqa: PLC0415 (it imports this module)
+        view open and, when `allow` names hosts, its egress proxy listening."""
+        from cua_e2b.desktop.local import (  # noqa: PLC0415 (it imports this module)
+            LocalDesktop,
+            check_screen,
+        )
 
-        if allow:
-            raise SandboxError("network allowlists for desktops are not available yet")
-        _check_screen(screen)
+        policy = _policy(allow)
+        check_screen(screen)
         api = self._require_api()
         size = f"{screen.width}x{screen.height}"
         labels = {**self._labels, LABEL_SANDBOX: sandbox_id, LABEL_DESKTOP: size}
@@ -183,7 +194,11 @@ class LocalBackend:
             image=self._desktop_image,
             limits=self._desktop_limits,
             entrypoint=None,  # the image's own: desktop-session
-            environment={"DESKTOP_RESOLUTION": size, "DISPLAY": ":0"},
+            environment={
+                "DESKTOP_RESOLUTION": size,
+                "DISPLAY": ":0",
+                **(PROXY_ENV if policy else {}),
+            },
             name=f"cua-desktop-{sandbox_id}",
             hostname="desktop",
         )
@@ -200,7 +215,7 @@ class LocalBackend:
             try:
                 await desktop.wait_ready(DESKTOP_READY_TIMEOUT)
             except SandboxError as e:
-                output = await _output(api, container)
+                output = await desktop.last_output()
                 raise SandboxError(
                     f"desktop {sandbox_id} did not start: {e}"
                     + (f"; its output ends: {output}" if output else "")
@@ -209,12 +224,35 @@ class LocalBackend:
             view = await self._views.open(api, container, port=desktop.view_port, user=USER)
             desktop.on_close(view.close)
             desktop.live_view = _url_of(view)
+            if policy:
+                await self._start_egress(sandbox_id, desktop, policy)
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await desktop.close()
             raise
-        logger.info("desktop %s (%s): container %s", sandbox_id, size, container[:12])
+        logger.info(
+            "desktop %s (%s): container %s, %s",
+            sandbox_id,
+            size,
+            container[:12],
+            f"{len(policy.rules)} allowlist entries" if policy else "no network",
+        )
         return desktop
+
+    async def _start_egress(
+        self, sandbox_id: str, desktop: LocalDesktop, policy: EgressPolicy
+    ) -> None:
+        """Run the desktop's egress proxy in the backend's task group (a context entered in the
+        caller's task could not be left from the one that closes the desktop) until it closes."""
+        tasks = self._tasks
+        if tasks is None:
+            raise RuntimeError("the local backend is not running")
+        egress = Egress(self._require_api(), desktop.container_id, policy, user=USER)
+        desktop.on_close(egress.close)
+        try:
+            await tasks.start(egress.serve)
+        except SandboxError as e:
+            raise SandboxError(f"desktop {sandbox_id} did not start: {e}") from e
 
     def _create(
         self,
@@ -471,26 +509,11 @@ def _url_of(view: View) -> Callable[[], Awaitable[str]]:
     return url
 
 
-def _check_screen(screen: Screen) -> None:
-    (min_w, min_h), (max_w, max_h) = MIN_SCREEN, MAX_SCREEN
-    if not (min_w <= screen.width <= max_w and min_h <= screen.height <= max_h):
-        raise SandboxError(
-            f"a desktop screen of {screen.width}x{screen.height} is not possible: the width "
-            f"must be {min_w}..{max_w} and the height {min_h}..{max_h}"
-        )
-
-
-async def _output(api: docker.APIClient, container: str) -> str:
-    """The last lines a container wrote (its entrypoint's complaints), on one line."""
+def _policy(allow: Sequence[str]) -> EgressPolicy:
     try:
-        return await _docker(partial(_tail, api, container))
-    except SandboxError:
-        return ""
-
-
-def _tail(api: docker.APIClient, container: str) -> str:
-    logs = api.logs(container, stdout=True, stderr=True, tail=DESKTOP_LOG_LINES)
-    return " | ".join(line.strip() for line in logs.decode(errors="replace").splitlines() if line)
+        return EgressPolicy.parse(allow)
+    except (TypeError, ValueError) as e:
+        raise SandboxError(f"allow_network: {e}") from e
 
 
 def _reason(out: Output) -> str:

@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 import anyio
 import docker
+import docker.errors
+import requests
 
 from cua_e2b.backends import Limits, SandboxError
 from cua_e2b.backends._exec import Output
@@ -35,6 +38,9 @@ TYPE_DELAY = 12  # milliseconds between typed characters
 MAX_TYPE = 10_000  # characters type_text takes at once
 MAX_NOTCHES = 100  # wheel notches one scroll turns at most
 DRAG_STEP = "0.05"  # seconds xdotool holds still after pressing and before releasing
+MIN_SCREEN = (320, 240)  # pixels, width and height
+MAX_SCREEN = (3840, 2160)
+LOG_LINES = 5  # lines of a failed desktop's own output told in its error
 
 LiveView = Callable[[], Awaitable[str]]
 """Returns the live view's URL (with its access token), starting the relay if needed."""
@@ -96,6 +102,16 @@ class LocalDesktop(LocalSandbox):
                 await anyio.sleep(READY_POLL)
         detail = f": {_message(out)}" if out is not None else ""
         raise SandboxError(f"the desktop did not come up within {timeout:g} s{detail}")
+
+    async def last_output(self) -> str:
+        """The last lines the container wrote (its entrypoint's complaints), on one line; ""
+        when they cannot be read."""
+        try:
+            return await anyio.to_thread.run_sync(
+                partial(_tail, self._api, self._container), abandon_on_cancel=True
+            )
+        except (docker.errors.DockerException, requests.RequestException):
+            return ""
 
     async def screenshot(self, scale: float = 1.0) -> bytes:
         if not 0 < scale <= 1:
@@ -201,6 +217,21 @@ class LocalDesktop(LocalSandbox):
             raise SandboxError(f"{what}: the desktop did not answer in time")
         if out.exit_code != 0:
             raise SandboxError(f"{what} failed: {_message(out)}")
+
+
+def check_screen(screen: Screen) -> None:
+    """SandboxError unless a local desktop can have a screen of `screen`'s size."""
+    (min_w, min_h), (max_w, max_h) = MIN_SCREEN, MAX_SCREEN
+    if not (min_w <= screen.width <= max_w and min_h <= screen.height <= max_h):
+        raise SandboxError(
+            f"a desktop screen of {screen.width}x{screen.height} is not possible: the width "
+            f"must be {min_w}..{max_w} and the height {min_h}..{max_h}"
+        )
+
+
+def _tail(api: docker.APIClient, container: str) -> str:
+    logs = api.logs(container, stdout=True, stderr=True, tail=LOG_LINES)
+    return " | ".join(line.strip() for line in logs.decode(errors="replace").splitlines() if line)
 
 
 def _button(button: Button) -> str:
