@@ -4,7 +4,9 @@ the same run, over stdio and over streamable HTTP.
 
     .venv/bin/python bench/proxy_latency.py [--calls 500] [--clients 16] [--write FILE]
 
-Sequential calls give p50/p99 latency; `--clients` concurrent sessions give throughput.
+Sequential calls give p50/p99 latency; `--clients` concurrent sessions give throughput (the
+median of three rounds of at least 50 calls per session). The clients are SDK sessions in this
+one process, so their own cost, the same in every row, bounds every rate.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ PEER = [
     str(ROOT / "bench" / "fastmcp_proxy.py"),
 ]
 Connect = Callable[[], AbstractAsyncContextManager[ClientSession]]
+ROUNDS = 3  # throughput rounds per path; the median is reported
 
 
 def free_port() -> int:
@@ -80,16 +83,22 @@ async def latency(connect: Connect, tool: str, calls: int) -> list[float]:
         return samples
 
 
-async def throughput(connect: Connect, tool: str, clients: int, calls: int) -> float:
+async def throughput(
+    connect: Connect, tool: str, clients: int, calls: int, rounds: int = ROUNDS
+) -> float:
+    """Calls per second of `clients` sessions calling at once, `calls` each: the median of
+    `rounds` rounds over the same sessions (one short round is at the mercy of the machine)."""
     sessions: list[ClientSession] = []
+    rates = []
     async with anyio.create_task_group() as opened, _many(connect, clients, sessions, opened):
-        start = time.perf_counter()
-        async with anyio.create_task_group() as tasks:
-            for session in sessions:
-                tasks.start_soon(_calls, session, tool, calls)
-        elapsed = time.perf_counter() - start
+        for _ in range(rounds):
+            start = time.perf_counter()
+            async with anyio.create_task_group() as tasks:
+                for session in sessions:
+                    tasks.start_soon(_calls, session, tool, calls)
+            rates.append(clients * calls / (time.perf_counter() - start))
         opened.cancel_scope.cancel()
-    return clients * calls / elapsed
+    return statistics.median(rates)
 
 
 @asynccontextmanager
@@ -166,7 +175,7 @@ async def measure(calls: int, clients: int) -> list[tuple[str, str, list[float],
                     ("FastMCP 4 proxy", fastmcp, "echo"),
                 ):
                     samples = await latency(connect, tool, calls)
-                    rate = await throughput(connect, tool, clients, max(calls // clients, 20))
+                    rate = await throughput(connect, tool, clients, max(calls // clients, 50))
                     rows.append((transport, label, samples, rate))
                     print(
                         f"{transport:16} {label:12} p50 {statistics.median(samples) * 1e3:.2f} ms",
