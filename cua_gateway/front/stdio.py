@@ -24,6 +24,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import anyio
+from mcp.server.connection import Connection
 from mcp.server.stdio import stdio_server
 from mcp.shared.message import SessionMessage
 from mcp.types import jsonrpc_message_adapter
@@ -65,12 +66,14 @@ async def _serve(server: GatewayServer, lane: Lane, stdin: int, out: _Lines) -> 
                 data = message.message.model_dump_json(by_alias=True, exclude_unset=True)
                 await out.write(data.encode() + b"\n")
 
-    async def call(message: Mapping[str, Any]) -> None:
-        connection = lane.hub.only_connection()
-        assert connection is not None
+    async def call(message: Mapping[str, Any], connection: Connection) -> None:
         answer = await lane.call(STDIO_SESSION, connection, message, out)
-        if answer is not None:
+        if answer is None:
+            return
+        try:
             await out.send(answer)
+        except OSError as e:  # the client is gone; stdin's end follows
+            logger.debug("stdout: %s", e)
 
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(write_answers)
@@ -78,8 +81,9 @@ async def _serve(server: GatewayServer, lane: Lane, stdin: int, out: _Lines) -> 
         async with to_server:
             async for line in _read_lines(stdin):
                 parsed = _parse(line)
-                if is_call(parsed) and lane.hub.only_connection() is not None:
-                    tasks.start_soon(call, parsed)
+                connection = lane.hub.only_connection()
+                if is_call(parsed) and connection is not None:
+                    tasks.start_soon(call, parsed, connection)
                     continue
                 if isinstance(parsed, dict) and lane.take(STDIO_SESSION, parsed):
                     continue
