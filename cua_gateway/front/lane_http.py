@@ -41,7 +41,8 @@ logger = logging.getLogger(__name__)
 
 PRIME_AFTER = 0.01  # seconds: a call not answered by then has its stream opened
 MAX_BODY = 4 * 1024 * 1024  # bytes: a larger request goes to the SDK, which refuses it
-FEEDS = 1000  # finished calls kept for a client that comes back for their results
+FEEDS = 1000  # calls whose events are kept for a client that comes back for them
+FEED_BYTES = 64 * 1024 * 1024  # and the bytes of events kept at most (the oldest calls go first)
 SESSION_ID = MCP_SESSION_ID_HEADER.encode()
 PROTOCOL_VERSION = MCP_PROTOCOL_VERSION_HEADER.encode()
 LAST_EVENT_ID = b"last-event-id"
@@ -156,6 +157,7 @@ class ExpressLane:
         self.events = events
         self._feeds: OrderedDict[_Feed, None] = OrderedDict()  # the newest last
         self._feed_of_event: dict[int, _Feed] = {}
+        self._kept = 0  # bytes of events in the feeds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = dict(scope["headers"])
@@ -217,17 +219,26 @@ class ExpressLane:
             data = json.dumps({"jsonrpc": "2.0", **message}, separators=(",", ":"))
             frame = b"event: message\nid: %d\ndata: %s\n\n" % (number, data.encode())
         feed.add(number, frame)
-        self._feed_of_event[number] = feed
+        if feed in self._feeds:  # else forgotten already (see _forget_old): not resumable
+            self._feed_of_event[number] = feed
+            self._kept += len(frame)
+            self._forget_old()
         return frame
 
     def _open_feed(self, session_id: str) -> _Feed:
         feed = _Feed(session_id)
         self._feeds[feed] = None
-        while len(self._feeds) > FEEDS:
-            forgotten, _ = self._feeds.popitem(last=False)
-            for number, _frame in forgotten.events:
-                self._feed_of_event.pop(number, None)
+        self._forget_old()
         return feed
+
+    def _forget_old(self) -> None:
+        """Forget the oldest calls' events past FEEDS calls or FEED_BYTES bytes (never the
+        newest call's: it is being answered)."""
+        while len(self._feeds) > FEEDS or (self._kept > FEED_BYTES and len(self._feeds) > 1):
+            forgotten, _ = self._feeds.popitem(last=False)
+            for number, frame in forgotten.events:
+                self._feed_of_event.pop(number, None)
+                self._kept -= len(frame)
 
     def _feed_of(self, last_event_id: str) -> _Feed | None:
         """The lane's feed an event id belongs to (None: it is the SDK's)."""
