@@ -3,15 +3,22 @@ configured by its own entry of the shipped gateway.yml."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from cua_gateway.config import LoadedConfig, parse_config
+from cua_gateway.downstream.pool import ServerPool
 from tests.integration.conftest import (  # noqa: F401 (fixtures)
     build_context,
     docker_api,
     gateway_name,
+    ready,
+    running,
     test_image,
+    text_of,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,3 +50,26 @@ def shipped_server(
     loaded = parse_config(path.read_text(), SHIPPED, env)  # relative paths as in the shipped file
     path.unlink()
     return loaded
+
+
+@asynccontextmanager
+async def e2b_server(gateway: str) -> AsyncIterator[ServerPool]:
+    """The shipped e2b entry running under the test's gateway name, ready."""
+    async with running(shipped_server("e2b", gateway, {})) as supervisor:
+        pool = supervisor.pool("e2b")
+        await ready(pool)
+        yield pool
+
+
+async def call(pool: ServerPool, tool: str, **arguments: Any) -> Any:
+    """A tool's JSON answer; the call must succeed."""
+    result = await pool.request("tools/call", {"name": tool, "arguments": arguments})
+    assert not result.get("isError"), text_of(result)
+    return json.loads(text_of(result))
+
+
+async def fails(pool: ServerPool, tool: str, **arguments: Any) -> str:
+    """A tool's error text; the call must fail as a tool error."""
+    result = await pool.request("tools/call", {"name": tool, "arguments": arguments})
+    assert result.get("isError") is True, text_of(result)
+    return text_of(result)

@@ -29,8 +29,7 @@ from mcp.client.streamable_http import streamable_http_client
 from PIL import Image, ImageChops
 
 from cua_gateway.downstream.pool import ServerPool
-from tests.e2e.conftest import ROOT
-from tests.e2e.test_e2b import call, e2b_server, fails
+from tests.e2e.conftest import ROOT, call, e2b_server, fails
 from tests.integration.conftest import text_of
 from tests.integration.frontends import free_port, http_gateway
 

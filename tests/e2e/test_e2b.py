@@ -7,11 +7,9 @@ reachable from here.
 
 from __future__ import annotations
 
-import json
 import socket
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from functools import partial
 from typing import Any
 
@@ -20,8 +18,8 @@ import docker
 import pytest
 
 from cua_gateway.downstream.pool import ServerPool
-from tests.e2e.conftest import shipped_server
-from tests.integration.conftest import containers_of, ready, running, text_of, until
+from tests.e2e.conftest import call, e2b_server, fails
+from tests.integration.conftest import containers_of, until
 
 pytestmark = pytest.mark.e2e
 
@@ -67,26 +65,6 @@ def sandboxes(docker_api: docker.APIClient) -> Iterator[Sandboxes]:
     recorded = Sandboxes(docker_api)
     yield recorded
     recorded.remove_all()
-
-
-@asynccontextmanager
-async def e2b_server(gateway: str) -> AsyncIterator[ServerPool]:
-    async with running(shipped_server("e2b", gateway, {})) as supervisor:
-        pool = supervisor.pool("e2b")
-        await ready(pool)
-        yield pool
-
-
-async def call(pool: ServerPool, tool: str, **arguments: Any) -> Any:
-    result = await pool.request("tools/call", {"name": tool, "arguments": arguments})
-    assert not result.get("isError"), text_of(result)
-    return json.loads(text_of(result))
-
-
-async def fails(pool: ServerPool, tool: str, **arguments: Any) -> str:
-    result = await pool.request("tools/call", {"name": tool, "arguments": arguments})
-    assert result.get("isError") is True, text_of(result)
-    return text_of(result)
 
 
 async def create(pool: ServerPool, sandboxes: Sandboxes, **arguments: Any) -> str:
