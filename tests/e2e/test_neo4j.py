@@ -3,7 +3,6 @@ against a real Bolt server (ArcadeDB) that the test starts on loopback."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,10 +10,9 @@ import anyio
 import pytest
 
 from cua_gateway.config import LoadedConfig
-from cua_gateway.downstream.pool import ServerPool
 from tests.e2e._neo4j_arcadedb import DATABASE, USER, ArcadeDB, arcadedb_server
-from tests.e2e.conftest import ROOT, shipped_server
-from tests.integration.conftest import containers_of, ready, running, text_of
+from tests.e2e.conftest import ROOT, call, fails, shipped_server
+from tests.integration.conftest import containers_of, ready, running
 
 pytestmark = pytest.mark.e2e
 
@@ -32,18 +30,6 @@ def neo4j_entry(arcadedb: ArcadeDB, gateway: str) -> LoadedConfig:
         "NEO4J_DATABASE": DATABASE,
     }
     return shipped_server("neo4j", gateway, env)
-
-
-async def call(pool: ServerPool, tool: str, **arguments: Any) -> Any:
-    result = await pool.request("tools/call", {"name": tool, "arguments": arguments})
-    assert not result.get("isError"), text_of(result)
-    return json.loads(text_of(result))
-
-
-async def refused(pool: ServerPool, tool: str, **arguments: Any) -> str:
-    result = await pool.request("tools/call", {"name": tool, "arguments": arguments})
-    assert result.get("isError") is True, text_of(result)
-    return text_of(result)
 
 
 def names(path: dict[str, Any]) -> list[str]:
@@ -182,11 +168,11 @@ def test_a_write_through_cypher_query_is_refused_and_changes_nothing(
             count = "MATCH (n) RETURN count(n) AS nodes"
             before = (await call(pool, "cypher_query", query=count))["rows"]
 
-            message = await refused(pool, "cypher_query", query="CREATE (:Intruder {name: 'x'})")
+            message = await fails(pool, "cypher_query", query="CREATE (:Intruder {name: 'x'})")
             assert "read-only" in message
             assert "CREATE" in message
             assert "write_cypher" in message
-            message = await refused(pool, "cypher_query", query="MATCH (n) DETACH DELETE n")
+            message = await fails(pool, "cypher_query", query="MATCH (n) DETACH DELETE n")
             assert "DETACH, DELETE" in message
 
             intruders = "MATCH (n:Intruder) RETURN count(n) AS intruders"
@@ -194,9 +180,9 @@ def test_a_write_through_cypher_query_is_refused_and_changes_nothing(
             assert (await call(pool, "cypher_query", query=count))["rows"] == before
 
             # mistakes come back as the tool's error, in words
-            message = await refused(pool, "cypher_query", query="MATCH (n RETURN n")
+            message = await fails(pool, "cypher_query", query="MATCH (n RETURN n")
             assert "the database refused the query" in message
-            message = await refused(
+            message = await fails(
                 pool,
                 "create_relationship",
                 start_id="#999:999",
