@@ -120,6 +120,10 @@ class ClientHub:
     def subscribe(self, ctx: Context, uri: str) -> None:
         self._subscribers.setdefault(uri, weakref.WeakSet()).add(connection_of(ctx))
 
+    def subscribed(self, uri: str) -> bool:
+        """Whether a handshake-era client holds a subscription to `uri` (exposed URI)."""
+        return bool(self._subscribers.get(uri))
+
     def unsubscribe(self, ctx: Context, uri: str) -> None:
         self._subscribers.get(uri, weakref.WeakSet()).discard(connection_of(ctx))
 

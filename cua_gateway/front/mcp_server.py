@@ -15,7 +15,6 @@ from mcp import MCPError
 from mcp.server import Server
 from mcp.server.lowlevel.server import NotificationOptions
 from mcp.server.models import InitializationOptions
-from mcp.server.subscriptions import ListenHandler
 from mcp.shared.exceptions import MCPDeprecationWarning
 from mcp_types.methods import CACHEABLE_METHODS
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
@@ -27,6 +26,7 @@ from cua_gateway.front._sdk import Context, notify_client
 from cua_gateway.front.clients import CallOrigin, ClientHub, Origin
 from cua_gateway.front.errors import to_mcp_error
 from cua_gateway.front.inputs import InputBridge
+from cua_gateway.front.listen import ListenBridge
 from cua_gateway.metrics import Metrics
 from cua_gateway.pipeline.router import Router
 
@@ -83,6 +83,7 @@ class Handlers:
         self.hub = hub
         self.metrics = metrics
         self.bridge = bridge
+        self.listen = ListenBridge(hub, router)
 
     async def _guarded(self, ctx: Context, work: Work, labels: Sequence[str] = ("", "")) -> Any:
         """Run `work`, counted under (server, tool) `labels`, and turn every failure into a
@@ -209,7 +210,11 @@ class Handlers:
         return await self._by_uri(ctx, "resources/subscribe")
 
     async def unsubscribe(self, ctx: Context, _: Any) -> Any:
-        self.hub.unsubscribe(ctx, str((ctx.params or {}).get("uri")))
+        uri = str((ctx.params or {}).get("uri"))
+        self.hub.unsubscribe(ctx, uri)
+        if self.listen.held(uri) or self.hub.subscribed(uri):  # others still want its updates
+            self.hub.seen(ctx)
+            return await self._guarded(ctx, _nothing)
         return await self._by_uri(ctx, "resources/unsubscribe")
 
     async def _by_uri(self, ctx: Context, method: str) -> Any:
@@ -251,7 +256,7 @@ def build_server(handlers: Handlers, hub: ClientHub) -> GatewayServer:
             on_unsubscribe_resource=handlers.unsubscribe,
             on_completion=handlers.complete,
             on_set_logging_level=handlers.set_level,
-            on_subscriptions_listen=ListenHandler(hub.listeners),
+            on_subscriptions_listen=handlers.listen,
         )
 
 
@@ -265,6 +270,10 @@ def _for_era(ctx: Context, result: dict[str, Any]) -> dict[str, Any]:
     if ctx.method in CACHEABLE_METHODS:
         filled = {"ttlMs": 0, "cacheScope": "private", **filled}
     return filled
+
+
+async def _nothing() -> dict[str, Any]:
+    return {}
 
 
 async def _wrap(key: str, listing: Awaitable[list[dict[str, Any]]]) -> dict[str, Any]:

@@ -274,3 +274,33 @@ def test_a_2026_07_28_client_hears_of_list_changes_on_subscriptions_listen(
             assert late in {t.name for t in (await client.list_tools()).tools}
 
     anyio.run(scenario)
+
+
+def test_a_2026_07_28_listener_gets_resource_updates_through_a_downstream_subscription(
+    gateway_url: str, front_config: Path
+) -> None:
+    """The server announces updates only to a session that subscribed: the gateway subscribes
+    on the listener's behalf, and unsubscribes once the listener is gone."""
+    from mcp import Client  # noqa: PLC0415
+    from mcp.shared.subscriptions import ResourceUpdated  # noqa: PLC0415
+
+    uri = "alpha+test://static/greeting"
+
+    async def scenario() -> None:
+        async with Client(f"{gateway_url}/mcp", mode="2026-07-28") as client:
+            async with client.listen(resource_subscriptions=[uri]) as subscription:
+                touched = await client.call_tool("alpha_touch", {"uri": "test://static/greeting"})
+                assert text(touched) == "notified"
+                with anyio.fail_after(15):
+                    event = await subscription.__anext__()
+                assert event == ResourceUpdated(uri=uri)
+            with anyio.fail_after(15):  # the listener left: the gateway unsubscribes
+                while True:
+                    touched = await client.call_tool(
+                        "alpha_touch", {"uri": "test://static/greeting"}
+                    )
+                    if text(touched) == "nobody subscribed":
+                        break
+                    await anyio.sleep(0.05)
+
+    anyio.run(scenario)
