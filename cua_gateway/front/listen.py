@@ -53,17 +53,18 @@ class ListenBridge:
                     await self._forward("resources/subscribe", uri, origin)
             return await self._handler(ctx, params)
         finally:
+            gone = [uri for uri in held if self._release(uri)]
             with anyio.CancelScope(shield=True), anyio.move_on_after(RELEASE_TIMEOUT):
-                for uri in held:
-                    await self._release(uri, origin)
+                for uri in gone:
+                    await self._forward("resources/unsubscribe", uri, origin)
 
-    async def _release(self, uri: str, origin: CallOrigin) -> None:
+    def _release(self, uri: str) -> bool:
+        """Count one listener of `uri` out; whether its downstream subscription should go."""
         self._listeners[uri] -= 1
         if self._listeners[uri] > 0:
-            return
+            return False
         del self._listeners[uri]
-        if not self._hub.subscribed(uri):
-            await self._forward("resources/unsubscribe", uri, origin)
+        return not self._hub.subscribed(uri)
 
     async def _forward(self, method: str, uri: str, origin: CallOrigin) -> None:
         """Subscribe or unsubscribe downstream; a server that refuses, or is down, leaves the
