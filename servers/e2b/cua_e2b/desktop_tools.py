@@ -7,8 +7,6 @@ sandbox id: run_command, read_file and the other sandbox tools work on the deskt
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Image, MCPServer
@@ -16,8 +14,8 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from pydantic import Field
 
-from cua_e2b.backends import SandboxError
-from cua_e2b.desktop import Desktop, Screen
+from cua_e2b._tool_errors import call, using
+from cua_e2b.desktop import Screen
 from cua_e2b.sessions import Sessions
 
 MAX_IDLE_TIMEOUT = 24 * 3600.0
@@ -68,13 +66,9 @@ def _register_sessions(mcp: MCPServer[None], sessions: Sessions, screen: Screen)
         """Create a desktop: an isolated computer with a screen, mouse and keyboard, for the
         calls that name its sandbox_id. Returns the link of its live view, where a person can
         watch and take over in a browser."""
-        try:
-            session = await sessions.create_desktop(
-                Screen(width, height), idle_timeout, allow_network
-            )
-        except SandboxError as e:
-            raise ToolError(str(e)) from e
-        async with _desktop(sessions, session.id) as desktop:
+        screen_size = Screen(width, height)
+        session = await call(sessions.create_desktop(screen_size, idle_timeout, allow_network))
+        async with using(sessions.use_desktop(session.id)) as desktop:
             url = await desktop.stream_url()
         return {
             "type": "desktop",
@@ -90,19 +84,16 @@ def _register_sessions(mcp: MCPServer[None], sessions: Sessions, screen: Screen)
     @mcp.tool(annotations=ENDS)
     async def close_desktop(sandbox_id: DesktopId) -> dict[str, Any]:
         """Close the desktop: its live view stops and everything in it is gone."""
-        async with _desktop(sessions, sandbox_id):
+        async with using(sessions.use_desktop(sandbox_id)):
             pass
-        try:
-            await sessions.close(sandbox_id)
-        except SandboxError as e:
-            raise ToolError(str(e)) from e
+        await call(sessions.close(sandbox_id))
         return {"closed": sandbox_id}
 
     @mcp.tool(annotations=READ)
     async def get_stream_url(sandbox_id: DesktopId) -> dict[str, Any]:
         """The link of the desktop's live view (noVNC in a browser: watch, and take over with
         keyboard and mouse). It stops working when the desktop closes."""
-        async with _desktop(sessions, sandbox_id) as desktop:
+        async with using(sessions.use_desktop(sandbox_id)) as desktop:
             return {"type": "desktop", "url": await desktop.stream_url(), "sandbox_id": sandbox_id}
 
     @mcp.tool(annotations=READ)
@@ -113,7 +104,7 @@ def _register_sessions(mcp: MCPServer[None], sessions: Sessions, screen: Screen)
         ] = 1.0,
     ) -> Image:
         """A PNG picture of the whole screen."""
-        async with _desktop(sessions, sandbox_id) as desktop:
+        async with using(sessions.use_desktop(sandbox_id)) as desktop:
             return Image(data=await desktop.screenshot(scale), format="png")
 
     @mcp.tool(annotations=ACT)
@@ -124,14 +115,14 @@ def _register_sessions(mcp: MCPServer[None], sessions: Sessions, screen: Screen)
         ],
     ) -> dict[str, Any]:
         """Start an application on the desktop (it keeps running after the call returns)."""
-        async with _desktop(sessions, sandbox_id) as desktop:
+        async with using(sessions.use_desktop(sandbox_id)) as desktop:
             await desktop.launch(application)
         return {"launched": application}
 
     @mcp.tool(annotations=READ)
     async def list_windows(sandbox_id: DesktopId) -> dict[str, Any]:
         """The windows on the screen: id, title, position, size, and which has the focus."""
-        async with _desktop(sessions, sandbox_id) as desktop:
+        async with using(sessions.use_desktop(sandbox_id)) as desktop:
             windows = await desktop.list_windows()
         return {"windows": [w.as_dict() for w in windows]}
 
@@ -140,7 +131,7 @@ def _register_pointer(mcp: MCPServer[None], sessions: Sessions) -> None:
     async def _click(
         sandbox_id: str, x: int, y: int, button: Literal["left", "right", "middle"], double: bool
     ) -> dict[str, Any]:
-        async with _desktop(sessions, sandbox_id) as desktop:
+        async with using(sessions.use_desktop(sandbox_id)) as desktop:
             await desktop.click(x, y, button, double)
         return {"clicked": [x, y], "button": button, "double": double}
 
@@ -167,14 +158,14 @@ def _register_pointer(mcp: MCPServer[None], sessions: Sessions) -> None:
     @mcp.tool(annotations=ACT)
     async def mouse_move(sandbox_id: DesktopId, x: X, y: Y) -> dict[str, Any]:
         """Move the pointer to (x, y)."""
-        async with _desktop(sessions, sandbox_id) as desktop:
+        async with using(sessions.use_desktop(sandbox_id)) as desktop:
             await desktop.move_mouse(x, y)
         return {"pointer": [x, y]}
 
     @mcp.tool(annotations=ACT)
     async def drag(sandbox_id: DesktopId, from_x: X, from_y: Y, to_x: X, to_y: Y) -> dict[str, Any]:
         """Press the left button at (from_x, from_y), move to (to_x, to_y), release."""
-        async with _desktop(sessions, sandbox_id) as desktop:
+        async with using(sessions.use_desktop(sandbox_id)) as desktop:
             await desktop.drag((from_x, from_y), (to_x, to_y))
         return {"dragged": [[from_x, from_y], [to_x, to_y]]}
 
@@ -187,7 +178,7 @@ def _register_pointer(mcp: MCPServer[None], sessions: Sessions) -> None:
         y: Annotated[int | None, Field(ge=0, description="Scroll over this point.")] = None,
     ) -> dict[str, Any]:
         """Turn the mouse wheel, over (x, y) when given, else where the pointer is."""
-        async with _desktop(sessions, sandbox_id) as desktop:
+        async with using(sessions.use_desktop(sandbox_id)) as desktop:
             await desktop.scroll(direction, amount, x, y)
         return {"scrolled": direction, "amount": amount}
 
@@ -199,7 +190,7 @@ def _register_keyboard(mcp: MCPServer[None], sessions: Sessions) -> None:
         text: Annotated[str, Field(description="Typed as it is, into the focused window.")],
     ) -> dict[str, Any]:
         """Type text with the keyboard, into whatever has the focus."""
-        async with _desktop(sessions, sandbox_id) as desktop:
+        async with using(sessions.use_desktop(sandbox_id)) as desktop:
             await desktop.type_text(text)
         return {"typed": len(text)}
 
@@ -214,7 +205,7 @@ def _register_keyboard(mcp: MCPServer[None], sessions: Sessions) -> None:
         """Press keys together and release them: enter, esc, tab, ctrl+l, alt+f4, ctrl+shift+t,
         up/down/left/right, pageup, home, f1..f12, or one character."""
         chord = _keys(keys)
-        async with _desktop(sessions, sandbox_id) as desktop:
+        async with using(sessions.use_desktop(sandbox_id)) as desktop:
             await desktop.press_keys(chord)
         return {"pressed": chord}
 
@@ -231,13 +222,3 @@ def _keys(keys: str | list[str]) -> list[str]:
     if not all(parts):
         raise ToolError(f"cannot read the keys {keys!r}: write them like ctrl+l")
     return parts
-
-
-@asynccontextmanager
-async def _desktop(sessions: Sessions, sandbox_id: str) -> AsyncIterator[Desktop]:
-    """The desktop, in use while the context lasts; its failures become the tool's error."""
-    try:
-        async with sessions.use_desktop(sandbox_id) as desktop:
-            yield desktop
-    except SandboxError as e:
-        raise ToolError(str(e)) from e

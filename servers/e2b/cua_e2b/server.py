@@ -25,9 +25,9 @@ import os
 import re
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
 import anyio
 from mcp.server.mcpserver import MCPServer
@@ -36,13 +36,13 @@ from mcp.types import ToolAnnotations
 from pydantic import Field
 
 from cua_e2b import __version__
-from cua_e2b.backends import Limits, Sandbox, SandboxError, Settings, create_backend
+from cua_e2b._tool_errors import call, using
+from cua_e2b.backends import Limits, SandboxError, Settings, create_backend
 from cua_e2b.desktop import Screen
 from cua_e2b.desktop_tools import register_desktop_tools
 from cua_e2b.sessions import Sessions
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
 
 EXIT_CONFIG = 78  # EX_CONFIG: a setting is missing or invalid
 EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE: the backend cannot be used (e.g. no Docker)
@@ -190,7 +190,7 @@ def create_server(
         ] = None,
     ) -> Any:
         """Create a sandbox: an isolated machine with Python, for the calls that name it."""
-        session = await _call(sessions.create(idle_timeout))
+        session = await call(sessions.create(idle_timeout))
         return {
             "sandbox_id": session.id,
             "backend": sessions.backend,
@@ -202,7 +202,7 @@ def create_server(
     async def run_code(sandbox_id: SandboxId, code: str, timeout: Timeout = RUN_TIMEOUT) -> Any:
         """Run Python code (python3) in the sandbox; returns its stdout, stderr and exit code,
         and in `error` why it failed: an exception, a timeout, or a sandbox limit it hit."""
-        async with _sandbox(sessions, sandbox_id) as sandbox:
+        async with using(sessions.use(sandbox_id)) as sandbox:
             return (await sandbox.run_code(code, timeout)).as_dict()
 
     @mcp.tool(annotations=ACT)
@@ -214,7 +214,7 @@ def create_server(
     ) -> Any:
         """Run a shell command (sh -c) in the sandbox; returns stdout, stderr, exit code and,
         in `error`, why it failed."""
-        async with _sandbox(sessions, sandbox_id) as sandbox:
+        async with using(sessions.use(sandbox_id)) as sandbox:
             return (await sandbox.run_command(command, cwd, timeout)).as_dict()
 
     @mcp.tool(annotations=WRITE)
@@ -223,14 +223,14 @@ def create_server(
     ) -> Any:
         """Create or replace a file in the sandbox (its folders are created)."""
         data = _decode(content, encoding)
-        async with _sandbox(sessions, sandbox_id) as sandbox:
+        async with using(sessions.use(sandbox_id)) as sandbox:
             written = await sandbox.write_file(path, data)
         return {"path": written, "size": len(data)}
 
     @mcp.tool(annotations=READ)
     async def read_file(sandbox_id: SandboxId, path: str, encoding: Encoding = "utf-8") -> Any:
         """Read a file from the sandbox (at most 1 MiB)."""
-        async with _sandbox(sessions, sandbox_id) as sandbox:
+        async with using(sessions.use(sandbox_id)) as sandbox:
             data = await sandbox.read_file(path, MAX_READ)
         if encoding == "base64":
             return {"path": path, "content": base64.b64encode(data).decode(), "size": len(data)}
@@ -239,14 +239,14 @@ def create_server(
     @mcp.tool(annotations=READ)
     async def list_files(sandbox_id: SandboxId, path: str = ".") -> Any:
         """List a folder of the sandbox: name, path, type (file, dir, symlink) and size."""
-        async with _sandbox(sessions, sandbox_id) as sandbox:
+        async with using(sessions.use(sandbox_id)) as sandbox:
             entries = await sandbox.list_files(path)
         return {"path": path, "entries": [e.as_dict() for e in entries]}
 
     @mcp.tool(annotations=WRITE)
     async def close_sandbox(sandbox_id: SandboxId) -> Any:
         """Destroy the sandbox and everything in it."""
-        await _call(sessions.close(sandbox_id))
+        await call(sessions.close(sandbox_id))
         return {"closed": sandbox_id}
 
     @mcp.tool(annotations=READ)
@@ -256,24 +256,6 @@ def create_server(
 
     register_desktop_tools(mcp, sessions, screen)
     return mcp
-
-
-async def _call(call: Awaitable[T]) -> T:
-    """Await a sandbox operation; its anticipated failures become the tool's error message."""
-    try:
-        return await call
-    except SandboxError as e:
-        raise ToolError(str(e)) from e
-
-
-@asynccontextmanager
-async def _sandbox(sessions: Sessions, sandbox_id: str) -> AsyncIterator[Sandbox]:
-    """The sandbox, in use while the context lasts; its failures become the tool's error."""
-    try:
-        async with sessions.use(sandbox_id) as sandbox:
-            yield sandbox
-    except SandboxError as e:
-        raise ToolError(str(e)) from e
 
 
 def _decode(content: str, encoding: str) -> bytes:
