@@ -105,9 +105,6 @@ class ClientHub:
             self._sessions[session_id] = connection
         return CallOrigin(ctx, exchange)
 
-    def seen_connection(self, connection: Connection) -> None:
-        self._connections.add(connection)
-
     def only_connection(self) -> Connection | None:
         """The client's connection, when one client is connected (the stdio front's case)."""
         connections = list(self._connections)

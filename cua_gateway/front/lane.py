@@ -12,6 +12,7 @@ by `notifications/cancelled`. `lane_http.py` (streamable HTTP) and `stdio.py` ca
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -91,7 +92,6 @@ class Lane:
         token = (params.get("_meta") or {}).get("progressToken")
         state = self._sessions.setdefault(session, _Session())
         origin = LaneOrigin(self, connection, session, channel)
-        self.hub.seen_connection(connection)
         logs.bind(method="tools/call", request_id=request_id)
 
         async def progress(progress: float, total: float | None, message: str | None) -> None:
@@ -174,6 +174,19 @@ class Lane:
         state = self._sessions.get(session)
         if state is not None and not state.calls and not state.asked:
             del self._sessions[session]
+
+
+def encode(message: Mapping[str, Any]) -> bytes:
+    """A JSON-RPC message of the lane (given without `jsonrpc`) as compact JSON."""
+    return json.dumps({"jsonrpc": "2.0", **message}, separators=(",", ":")).encode()
+
+
+def parse(data: bytes) -> object:
+    """JSON, or None when it is not (the SDK answers that with its parse error)."""
+    try:
+        return json.loads(data)
+    except ValueError:
+        return None
 
 
 def is_call(message: object) -> TypeGuard[dict[str, Any]]:

@@ -18,7 +18,6 @@ protocol version, and the id of a session the SDK still serves and the gateway h
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -35,7 +34,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cua_gateway.front._sdk import session_open
 from cua_gateway.front.events import MemoryEventStore
-from cua_gateway.front.lane import Lane, is_call
+from cua_gateway.front.lane import Lane, encode, is_call, parse
 
 logger = logging.getLogger(__name__)
 
@@ -170,7 +169,7 @@ class ExpressLane:
             await self.inner(scope, receive, send)
             return
         body, rest = await _read_body(receive)
-        message = _parse(body) if rest is None else None
+        message = parse(body) if rest is None else None
         session_id = _text(headers[SESSION_ID])
         connection = self.lane.hub.connection(session_id)
         if (
@@ -216,8 +215,7 @@ class ExpressLane:
         if message is None:
             frame = b"id: %d\ndata: \n\n" % number
         else:
-            data = json.dumps({"jsonrpc": "2.0", **message}, separators=(",", ":"))
-            frame = b"event: message\nid: %d\ndata: %s\n\n" % (number, data.encode())
+            frame = b"event: message\nid: %d\ndata: %s\n\n" % (number, encode(message))
         feed.add(number, frame)
         if feed in self._feeds:  # else forgotten already (see _forget_old): not resumable
             self._feed_of_event[number] = feed
@@ -267,13 +265,6 @@ class ExpressLane:
 
     def _headers(self, session_id: str) -> list[tuple[bytes, bytes]]:
         return [*SSE_HEADERS, (SESSION_ID, session_id.encode())]
-
-
-def _parse(body: bytes) -> object:
-    try:
-        return json.loads(body)
-    except ValueError:
-        return None  # the SDK answers with its parse error
 
 
 def _text(value: bytes | None) -> str:

@@ -14,7 +14,6 @@ SDK's transport serves instead.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import stat
@@ -29,7 +28,7 @@ from mcp.server.stdio import stdio_server
 from mcp.shared.message import SessionMessage
 from mcp.types import jsonrpc_message_adapter
 
-from cua_gateway.front.lane import Lane, is_call
+from cua_gateway.front.lane import Lane, encode, is_call, parse
 from cua_gateway.front.mcp_server import GatewayServer
 
 logger = logging.getLogger(__name__)
@@ -80,7 +79,7 @@ async def _serve(server: GatewayServer, lane: Lane, stdin: int, out: _Lines) -> 
         tasks.start_soon(run_server)
         async with to_server:
             async for line in _read_lines(stdin):
-                parsed = _parse(line)
+                parsed = parse(line)
                 connection = lane.hub.only_connection()
                 if is_call(parsed) and connection is not None:
                     tasks.start_soon(call, parsed, connection)
@@ -106,8 +105,7 @@ class _Lines:
         self._lock = anyio.Lock()
 
     async def send(self, message: Mapping[str, Any]) -> None:
-        data = json.dumps({"jsonrpc": "2.0", **message}, separators=(",", ":"))
-        await self.write(data.encode() + b"\n")
+        await self.write(encode(message) + b"\n")
 
     async def write(self, data: bytes) -> None:
         async with self._lock:
@@ -141,13 +139,6 @@ async def _read_lines(fd: int) -> AsyncIterator[bytes]:
         if len(buffer) > MAX_LINE:
             logger.error("stdin: a line longer than %d bytes; the client is broken", MAX_LINE)
             return
-
-
-def _parse(line: bytes) -> object:
-    try:
-        return json.loads(line)
-    except ValueError:
-        return None
 
 
 @contextmanager
